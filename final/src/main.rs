@@ -1,0 +1,20 @@
+//! `myruntime`: the full runtime, composed from the workbook's stages.
+//!
+//! Each stage's crate owns one primitive; `myruntime` composes them and adds
+//! nothing of its own to the start sequence. Today it runs what stage 02 runs.
+
+use std::process::ExitCode;
+
+use stage01_uts::cli::{self, Binary};
+
+// ANCHOR: main
+fn main() -> ExitCode {
+    let binary = Binary {
+        name: "myruntime",
+        version: env!("CARGO_PKG_VERSION"),
+        about: "myruntime: a Linux container runtime written from scratch",
+        run_about: "Run COMMAND in a new container and exit with its status",
+    };
+    cli::run_main(binary, stage02_pid::container)
+}
+// ANCHOR_END: main

@@ -1,0 +1,211 @@
+//! Command-line plumbing shared by every stage binary and by `myruntime`:
+//! the arguments stage 01 introduces, one-line errors, and exit statuses.
+//!
+//! Later stages extend [`RunArgs`] by flattening it into their own (clap's
+//! `#[command(flatten)]`), so each stage's `run` accepts everything the stage
+//! before accepted, plus its own options.
+
+use std::ffi::OsString;
+use std::fmt::Display;
+use std::process::ExitCode;
+use std::sync::OnceLock;
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::container::{Container, ExitStatus};
+use crate::error::{EXIT_RUNTIME, Error};
+use crate::uts::Hostname;
+
+/// Options every binary accepts, before or after its subcommand.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GlobalArgs {
+    /// Narrate each kernel step on stderr: the call, its result, and why
+    #[arg(long, global = true)]
+    pub explain: bool,
+}
+
+/// `run`'s arguments at stage 01.
+// ANCHOR: run_args
+#[derive(Debug, Clone, clap::Args)]
+#[group(skip)]
+pub struct RunArgs {
+    /// Hostname inside the container [default: the container's short id]
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
+    pub hostname: Option<Hostname>,
+
+    /// The command to run in the container, and its arguments
+    #[arg(
+        value_name = "COMMAND",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true
+    )]
+    pub command: Vec<OsString>,
+}
+// ANCHOR_END: run_args
+
+/// What a stage binary says about itself in `--help`.
+#[derive(Debug, Clone, Copy)]
+pub struct Binary {
+    pub name: &'static str,
+    pub version: &'static str,
+    /// The binary's one-line description.
+    pub about: &'static str,
+    /// What its `run` does, in one line.
+    pub run_about: &'static str,
+}
+
+/// The command line of a binary whose one verb is `run`: global options, then
+/// `run` with arguments `A` (each stage's `RunArgs`).
+#[derive(Debug, Parser)]
+pub struct RunOnly<A: clap::Args> {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub verb: RunVerb<A>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunVerb<A: clap::Args> {
+    Run(A),
+}
+
+/// The whole `main` of a stage binary whose one verb is `run`: parse the
+/// command line, turn `--explain` on, build the stage's container, run it,
+/// and exit with COMMAND's status.
+// ANCHOR: run_main
+pub fn run_main<A: clap::Args>(
+    binary: Binary,
+    container: impl FnOnce(&A) -> Container,
+) -> ExitCode {
+    let command = RunOnly::<A>::command()
+        .name(binary.name)
+        .bin_name(binary.name)
+        .version(binary.version)
+        .about(binary.about)
+        .mut_subcommand("run", |run| run.about(binary.run_about));
+    let cli: RunOnly<A> = parse_as(command);
+    crate::explain::init(cli.global.explain);
+    let RunVerb::Run(args) = cli.verb;
+    exit(container(&args).run())
+}
+// ANCHOR_END: run_main
+
+static PROGRAM: OnceLock<String> = OnceLock::new();
+
+/// The name messages start with (the binary's name).
+pub fn program() -> &'static str {
+    PROGRAM.get().map_or("myruntime", String::as_str)
+}
+
+/// Parse the command line. A usage error is one line and exit status 125,
+/// as docker does; `--help` and `--version` print and exit 0.
+pub fn parse<C: Parser>() -> C {
+    parse_as(C::command())
+}
+
+/// [`parse`], with the command's description given at run time (its name,
+/// version and help texts).
+pub fn parse_as<C: FromArgMatches>(command: clap::Command) -> C {
+    let _ = PROGRAM.set(command.get_name().to_owned());
+    match command
+        .try_get_matches()
+        .and_then(|matches| C::from_arg_matches(&matches))
+    {
+        Ok(cli) => cli,
+        Err(err) => match err.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => err.exit(),
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                let _ = err.print();
+                std::process::exit(EXIT_RUNTIME.into())
+            }
+            _ => {
+                eprintln!("{}: {}", program(), usage_error_line(&err));
+                std::process::exit(EXIT_RUNTIME.into())
+            }
+        },
+    }
+}
+
+/// Clap's error in one line: its first paragraph, without the `error:`
+/// prefix, and a pointer to `--help`.
+fn usage_error_line(err: &clap::Error) -> String {
+    let rendered = err.render().to_string();
+    let first_paragraph: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.is_empty() && !line.starts_with("Usage:"))
+        .collect();
+    let line = first_paragraph.join(" ");
+    let line = line.strip_prefix("error: ").unwrap_or(&line);
+    format!("{line}; see '{} --help'", program())
+}
+
+/// Turn the outcome of a run into the process's exit: COMMAND's status, or
+/// the error on one line and its status.
+pub fn exit(result: Result<ExitStatus, Error>) -> ExitCode {
+    match result {
+        Ok(status) => ExitCode::from(status.code()),
+        Err(err) => {
+            eprintln!("{}: {err}", program());
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// A warning line on stderr: something went wrong that did not stop the run
+/// (a cleanup that failed, say).
+pub fn warn(message: impl Display) {
+    eprintln!("{}: warning: {message}", program());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    #[command(name = "stage01-uts")]
+    struct Cli {
+        #[command(subcommand)]
+        command: Cmd,
+    }
+
+    #[derive(Debug, clap::Subcommand)]
+    enum Cmd {
+        Run(RunArgs),
+    }
+
+    fn run(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        let Cmd::Run(args) = Cli::try_parse_from(args)?.command;
+        Ok(args)
+    }
+
+    #[test]
+    fn command_and_its_flags_are_taken_verbatim() {
+        let args = run(&["x", "run", "--hostname", "web", "ls", "-la", "--color"]).unwrap();
+        assert_eq!(args.hostname.unwrap().as_str(), "web");
+        assert_eq!(args.command, ["ls", "-la", "--color"]);
+    }
+
+    #[test]
+    fn double_dash_separates_options_from_command() {
+        let args = run(&["x", "run", "--", "--hostname", "y"]).unwrap();
+        assert!(args.hostname.is_none());
+        assert_eq!(args.command, ["--hostname", "y"]);
+    }
+
+    #[test]
+    fn a_bad_hostname_is_a_usage_error_on_one_line() {
+        let err = run(&["x", "run", "--hostname", "a_b", "true"]).unwrap_err();
+        let line = usage_error_line(&err);
+        assert!(!line.contains('\n'));
+        insta::assert_snapshot!(line, @r#"invalid value 'a_b' for '--hostname <NAME>': invalid hostname "a_b": use only letters, digits, '-' and '.'; see 'myruntime --help'"#);
+    }
+
+    #[test]
+    fn a_missing_command_is_one_line_too() {
+        let err = run(&["x", "run"]).unwrap_err();
+        insta::assert_snapshot!(usage_error_line(&err), @"the following required arguments were not provided: <COMMAND>...; see 'myruntime --help'");
+    }
+}

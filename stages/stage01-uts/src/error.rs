@@ -1,0 +1,161 @@
+//! Errors of the start sequence, and the exit status each one maps to.
+//!
+//! The exit statuses follow docker and podman, so that scripts written for
+//! them read ours the same way: 125 when the runtime itself failed, 126 when
+//! COMMAND exists but cannot be executed, 127 when COMMAND is not found.
+//! Anything else is COMMAND's own status.
+
+use std::fmt;
+
+use nix::errno::Errno;
+
+/// The runtime itself failed (bad input, a refused system call).
+pub const EXIT_RUNTIME: u8 = 125;
+/// COMMAND was found but could not be executed.
+pub const EXIT_CANNOT_EXECUTE: u8 = 126;
+/// COMMAND was not found.
+pub const EXIT_NOT_FOUND: u8 = 127;
+
+/// Everything that can stop a container from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The kernel refused for lack of a privilege: say which, and what to do.
+    #[error("{call} was refused: {action} needs {capability}; run as root (for example with sudo)")]
+    Privilege {
+        call: String,
+        action: &'static str,
+        capability: &'static str,
+    },
+
+    /// Any other failed system call.
+    #[error("{call} failed: {why}: {source}")]
+    Syscall {
+        call: String,
+        why: &'static str,
+        #[source]
+        source: Errno,
+    },
+
+    /// COMMAND is not in the container's PATH, or its path does not exist.
+    #[error("command not found: {command:?}{searched}; check the name, or give its full path")]
+    CommandNotFound { command: String, searched: Searched },
+
+    /// COMMAND exists but the kernel will not execute it.
+    #[error("cannot execute {command:?}: {source}{hint}")]
+    CannotExecute {
+        command: String,
+        #[source]
+        source: Errno,
+        hint: &'static str,
+    },
+
+    /// The container's process went away before it could run COMMAND, without
+    /// saying why.
+    #[error("the container's process exited before it ran the command")]
+    ChildVanished,
+
+    /// An error reported by the container's process, relayed to the host side
+    /// (see [`crate::container`]: the child writes it into a close-on-exec pipe).
+    #[error("{message}")]
+    Relayed { code: u8, message: String },
+
+    /// An error of a primitive added by a later stage.
+    #[error(transparent)]
+    Primitive(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl Error {
+    /// The exit status the runtime leaves with when this error stops it.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::CommandNotFound { .. } => EXIT_NOT_FOUND,
+            Error::CannotExecute { .. } => EXIT_CANNOT_EXECUTE,
+            Error::Relayed { code, .. } => *code,
+            _ => EXIT_RUNTIME,
+        }
+    }
+
+    /// A failed system call, read the way a user needs it: a refusal for lack
+    /// of privilege says which capability is missing.
+    pub fn syscall(call: impl Into<String>, why: &'static str, source: Errno) -> Self {
+        let call = call.into();
+        match source {
+            Errno::EPERM => Error::Privilege {
+                call,
+                action: why,
+                capability: "CAP_SYS_ADMIN",
+            },
+            source => Error::Syscall { call, why, source },
+        }
+    }
+
+    /// Wrap the error of a later stage's primitive.
+    pub fn primitive(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Primitive(Box::new(err))
+    }
+}
+
+/// Where COMMAND was looked for, for the "not found" message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Searched {
+    /// COMMAND held a `/`: it was taken as a path.
+    Path,
+    /// COMMAND was looked up in these PATH directories.
+    Dirs(String),
+}
+
+impl fmt::Display for Searched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Searched::Path => f.write_str(" (no such file, or its interpreter is missing)"),
+            Searched::Dirs(path) => write!(f, " (searched PATH={path})"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_docker() {
+        let not_found = Error::CommandNotFound {
+            command: "nope".into(),
+            searched: Searched::Path,
+        };
+        assert_eq!(not_found.exit_code(), 127);
+        let cannot = Error::CannotExecute {
+            command: "/etc".into(),
+            source: Errno::EACCES,
+            hint: "",
+        };
+        assert_eq!(cannot.exit_code(), 126);
+        assert_eq!(Error::ChildVanished.exit_code(), 125);
+        let relayed = Error::Relayed {
+            code: 127,
+            message: "x".into(),
+        };
+        assert_eq!(relayed.exit_code(), 127);
+    }
+
+    #[test]
+    fn eperm_names_the_missing_capability() {
+        let err = Error::syscall(
+            "clone(CLONE_NEWUTS|SIGCHLD)",
+            "creating a namespace",
+            Errno::EPERM,
+        );
+        insta::assert_snapshot!(err.to_string(), @"clone(CLONE_NEWUTS|SIGCHLD) was refused: creating a namespace needs CAP_SYS_ADMIN; run as root (for example with sudo)");
+        assert_eq!(err.exit_code(), 125);
+    }
+
+    #[test]
+    fn other_errnos_keep_their_cause() {
+        let err = Error::syscall(
+            "sethostname(\"web\")",
+            "naming the container",
+            Errno::EINVAL,
+        );
+        insta::assert_snapshot!(err.to_string(), @r#"sethostname("web") failed: naming the container: EINVAL: Invalid argument"#);
+    }
+}

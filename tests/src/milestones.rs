@@ -1,0 +1,80 @@
+//! The learning milestones, each proved by one module of a stage's suite.
+//!
+//! A test's name starts with its milestone's module (`m1_process::...`), so
+//! `make progress` can tell, from the suites' output alone, which milestones
+//! a runtime passes. MILESTONES.md lists the same milestones for readers; the
+//! `repo` suite checks that the two agree.
+
+/// One milestone.
+#[derive(Debug, Clone, Copy)]
+pub struct Milestone {
+    /// `01.2`: stage, then number within the stage.
+    pub id: &'static str,
+    /// The suite (test target) that proves it.
+    pub suite: &'static str,
+    /// The module of that suite holding its tests.
+    pub module: &'static str,
+    pub title: &'static str,
+    /// The book chapter that teaches it.
+    pub chapter: &'static str,
+}
+
+/// Every milestone that has a suite today, in learning order.
+pub const MILESTONES: &[Milestone] = &[
+    Milestone {
+        id: "01.1",
+        suite: "stage01",
+        module: "m1_process",
+        title: "a container is a process: COMMAND runs, stdio passes through, its exit status comes back",
+        chapter: "book/src/stage01-uts.md",
+    },
+    Milestone {
+        id: "01.2",
+        suite: "stage01",
+        module: "m2_hostname",
+        title: "its own hostname in its own UTS namespace; the host's never changes",
+        chapter: "book/src/stage01-uts.md",
+    },
+    Milestone {
+        id: "01.3",
+        suite: "stage01",
+        module: "m3_errors",
+        title: "bad input gets one clear line: 127, 126, a bad hostname refused before anything starts",
+        chapter: "book/src/stage01-uts.md",
+    },
+    Milestone {
+        id: "02.1",
+        suite: "stage02",
+        module: "m1_pid_one",
+        title: "COMMAND is PID 1 of its own PID namespace",
+        chapter: "book/src/stage02-pid.md",
+    },
+    Milestone {
+        id: "02.2",
+        suite: "stage02",
+        module: "m2_signals",
+        title: "signals sent to the runtime reach the container",
+        chapter: "book/src/stage02-pid.md",
+    },
+    Milestone {
+        id: "02.3",
+        suite: "stage02",
+        module: "m3_init",
+        title: "with --init, orphans are reaped and SIGTERM stops any command",
+        chapter: "book/src/stage02-pid.md",
+    },
+    Milestone {
+        id: "02.4",
+        suite: "stage02",
+        module: "m4_pid_one_exits",
+        title: "when PID 1 exits, the whole container is gone and the runtime returns at once",
+        chapter: "book/src/stage02-pid.md",
+    },
+];
+
+/// The suites, in order, each once.
+pub fn suites() -> Vec<&'static str> {
+    let mut suites: Vec<&str> = MILESTONES.iter().map(|m| m.suite).collect();
+    suites.dedup();
+    suites
+}
