@@ -16,8 +16,8 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # The stage binaries, in order. A stage's suite runs against its own binary,
 # every later one, and myruntime.
-STAGES     := 01 02
-STAGE_BINS := stage01-uts stage02-pid
+STAGES     := 01 02 03 04
+STAGE_BINS := stage01-uts stage02-pid stage03-mount stage04-user
 DEBUG_DIR  := target/debug
 PROBE      := target/probe/x86_64-unknown-linux-gnu/release/probe
 MDBOOK     ?= $(shell command -v mdbook 2>/dev/null || echo $${CARGO_HOME:-$(HOME)/.cargo}/bin/mdbook)
@@ -83,17 +83,20 @@ test-integration: build-debug probe ## every stage's suite against its stage, la
 	@bins=($(STAGE_BINS)); i=0; \
 	for stage in $(STAGES); do \
 		for bin in "$${bins[@]:$$i}" myruntime; do \
+			case $$bin in stage0[3-9]*) needs_rootfs=1;; *) needs_rootfs=0;; esac; \
 			echo "=== suite $$stage against $$bin"; \
-			RUNTIME_BIN=$(CURDIR)/$(DEBUG_DIR)/$$bin $(CARGO) test -q -p myruntime-suites --test stage$$stage; \
+			RUNTIME_BIN=$(CURDIR)/$(DEBUG_DIR)/$$bin RUNTIME_NEEDS_ROOTFS=$$needs_rootfs \
+				$(CARGO) test -q -p myruntime-suites --test stage$$stage; \
 		done; \
 		i=$$((i+1)); \
 	done
 
 .PHONY: test-stage
-test-stage: build-debug probe ## one suite: STAGE=NN, against BIN= (default: that stage's binary)
+test-stage: build-debug probe ## one suite: STAGE=NN, against BIN= (default: that stage's binary); NEEDS_ROOTFS=1 if BIN requires --rootfs
 	@test -n "$(STAGE)" || { echo "say which stage: make test-stage STAGE=01 [BIN=/path/to/runtime]"; exit 2; }
 	@test -f tests/suites/stage$(STAGE).rs || { echo "no suite for stage $(STAGE) yet; suites: $(STAGES)"; exit 2; }
-	RUNTIME_BIN=$(if $(BIN),$(abspath $(BIN)),) $(CARGO) test -p myruntime-suites --test stage$(STAGE) -- $(TESTS)
+	RUNTIME_BIN=$(if $(BIN),$(abspath $(BIN)),) RUNTIME_NEEDS_ROOTFS=$(NEEDS_ROOTFS) \
+		$(CARGO) test -p myruntime-suites --test stage$(STAGE) -- $(TESTS)
 
 .PHONY: progress
 progress: build-debug probe ## which milestones BIN= passes (default: myruntime)

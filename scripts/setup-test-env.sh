@@ -26,7 +26,9 @@ packages=(
   file             # checks that the probe is static
   gcc libc6-dev    # linking, and libc.a for the static probe
   iproute2         # ip(8), used by `make check`
-  util-linux       # unshare(1), used by `make check`
+  util-linux       # unshare(1) for `make check`, setpriv(1) for the rootless tests
+  uidmap           # newuidmap/newgidmap: rootless containers with more than one id
+  passwd           # useradd/userdel: the rootless tests make a user of their own
   shellcheck       # lints the scripts
   ruby             # parses the Vagrantfile (ruby -c)
   python3 python3-venv  # runs Docker's Dockerfile parser, to lint Dockerfile.dev
@@ -59,9 +61,15 @@ install_packages() {
   fi
   say "installing debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  local log
+  log=$(mktemp)
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/myruntime-apt.log 2>&1 \
-    || { cat /tmp/myruntime-apt.log >&2; die "apt-get install failed"; }
+  if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    die "apt-get install failed"
+  fi
+  rm -f "$log"
   say "installed: ${missing[*]}"
 }
 

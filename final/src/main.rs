@@ -1,7 +1,8 @@
 //! `myruntime`: the full runtime, composed from the workbook's stages.
 //!
 //! Each stage's crate owns one primitive; `myruntime` composes them and adds
-//! nothing of its own to the start sequence. Today it runs what stage 02 runs.
+//! nothing of its own to the start sequence. Today it runs what stage 04 runs; without `--rootfs` the container keeps the
+//! host's root filesystem.
 
 use std::process::ExitCode;
 
@@ -14,7 +15,8 @@ fn main() -> ExitCode {
         version: env!("CARGO_PKG_VERSION"),
         about: "myruntime: a Linux container runtime written from scratch",
         run_about: "Run COMMAND in a new container and exit with its status",
+        required: &[],
     };
-    cli::run_main(binary, stage02_pid::container)
+    cli::run_main(binary, stage04_user::container)
 }
 // ANCHOR_END: main

@@ -94,3 +94,215 @@ pub fn unique_tag(prefix: &str) -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// The host's mount table (the test process's mount namespace).
+pub fn mounts() -> Vec<probe::Mount> {
+    probe::parse_mountinfo(&fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+}
+
+/// Host mount points at or below `path`: a test's own files must never
+/// appear there, or a container's mount leaked to the host.
+pub fn mounts_under(path: &std::path::Path) -> Vec<String> {
+    let path = path.to_string_lossy();
+    mounts()
+        .into_iter()
+        .map(|m| m.mount_point)
+        .filter(|p| p == &*path || p.starts_with(&format!("{path}/")))
+        .collect()
+}
+
+/// A tmpfs mounted on the host for the length of a test, and unmounted when
+/// dropped (lazily, so that a failing test cannot leave it busy).
+#[derive(Debug)]
+pub struct HostTmpfs(std::path::PathBuf);
+
+impl HostTmpfs {
+    pub fn mount(path: &std::path::Path) -> HostTmpfs {
+        fs::create_dir_all(path).expect("make the tmpfs mount point");
+        nix::mount::mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .expect("mount a tmpfs on the host");
+        HostTmpfs(path.to_path_buf())
+    }
+}
+
+impl Drop for HostTmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// A user made for the rootless tests, and deleted when the test process
+/// exits.
+#[derive(Debug)]
+pub struct TempUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A user with subordinate ids (`useradd` gives a normal user a range in
+/// /etc/subuid and /etc/subgid).
+pub fn rootless_user() -> &'static TempUser {
+    static USER: std::sync::OnceLock<TempUser> = std::sync::OnceLock::new();
+    USER.get_or_init(|| TempUser::create("u", &[]))
+}
+
+/// A system user, which gets no subordinate ids: only its own id can be
+/// mapped.
+pub fn system_user() -> &'static TempUser {
+    static USER: std::sync::OnceLock<TempUser> = std::sync::OnceLock::new();
+    USER.get_or_init(|| TempUser::create("s", &["--system"]))
+}
+
+static USERS_MADE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+/// The subordinate id files that did not exist before the first useradd
+/// (which creates them): removed again at exit if left empty.
+static SUBID_FILES_ABSENT: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+
+impl TempUser {
+    fn create(kind: &str, extra: &[&str]) -> TempUser {
+        remove_stale_users();
+        let name = format!("mrt{kind}{}", std::process::id());
+        // useradd gives a new user subordinate ids only when the files exist.
+        let _files = subid_files();
+        let status = std::process::Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/bin/sh", "--user-group"])
+            .args(extra)
+            .arg(&name)
+            .status()
+            .expect("useradd is missing: run scripts/setup-test-env.sh");
+        assert!(status.success(), "useradd {name} failed");
+        USERS_MADE.lock().unwrap().push(name.clone());
+        let user = nix::unistd::User::from_name(&name)
+            .ok()
+            .flatten()
+            .expect("the user just made");
+        TempUser {
+            name,
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+        }
+    }
+
+    /// Its range in /etc/subuid, if it has one.
+    pub fn subordinate_uids(&self) -> Option<(u32, u32)> {
+        subordinate(&self.name, "/etc/subuid")
+    }
+}
+
+fn subordinate(name: &str, file: &str) -> Option<(u32, u32)> {
+    fs::read_to_string(file).ok()?.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then_some(())?;
+        Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+    })
+}
+
+/// Lock the subordinate id files for this process, creating them if they do
+/// not exist (and removing them again at exit, if they are then empty).
+fn subid_files() -> std::sync::MutexGuard<'static, ()> {
+    let lock = SUBID_FILES.lock().unwrap_or_else(|p| p.into_inner());
+    static CLEANUP: std::sync::Once = std::sync::Once::new();
+    CLEANUP.call_once(|| {
+        // SAFETY: registering a plain extern "C" function.
+        unsafe { libc::atexit(delete_users_at_exit) };
+    });
+    let mut absent = SUBID_FILES_ABSENT.lock().unwrap_or_else(|p| p.into_inner());
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        if !std::path::Path::new(file).exists() {
+            fs::write(file, "").expect("create the subordinate id file");
+            absent.push(file);
+        }
+    }
+    lock
+}
+
+extern "C" fn delete_users_at_exit() {
+    if let Ok(made) = USERS_MADE.lock() {
+        for name in made.iter() {
+            let _ = std::process::Command::new("userdel").arg(name).status();
+        }
+    }
+    if let Ok(absent) = SUBID_FILES_ABSENT.lock() {
+        for file in absent.iter() {
+            if fs::read_to_string(file).is_ok_and(|t| t.trim().is_empty()) {
+                let _ = fs::remove_file(file);
+            }
+        }
+    }
+}
+
+/// Users an earlier, killed test process made (`mrt[us]PID` with PID gone).
+fn remove_stale_users() {
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    for line in passwd.lines() {
+        let name = line.split(':').next().unwrap_or("");
+        let Some(pid) = name
+            .strip_prefix("mrtu")
+            .or_else(|| name.strip_prefix("mrts"))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::process::Command::new("userdel").arg(name).status();
+        }
+    }
+}
+
+/// Subordinate ids for root in /etc/subuid and /etc/subgid, for the length
+/// of a test; the line is removed again when dropped.
+#[derive(Debug)]
+pub struct RootSubIds {
+    pub start: u32,
+    line: String,
+}
+
+static SUBID_FILES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl RootSubIds {
+    pub fn ensure() -> RootSubIds {
+        let _lock = subid_files();
+        let start = 400_000;
+        let line = format!("root:{start}:65536");
+        for file in ["/etc/subuid", "/etc/subgid"] {
+            let mut text = fs::read_to_string(file).unwrap_or_default();
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&line);
+            text.push('\n');
+            fs::write(file, text).expect("write the subordinate id file");
+        }
+        RootSubIds { start, line }
+    }
+}
+
+impl Drop for RootSubIds {
+    fn drop(&mut self) {
+        let _lock = SUBID_FILES.lock().unwrap_or_else(|p| p.into_inner());
+        for file in ["/etc/subuid", "/etc/subgid"] {
+            if let Ok(text) = fs::read_to_string(file) {
+                let kept: String = text
+                    .lines()
+                    .filter(|l| *l != self.line)
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                let _ = fs::write(file, kept);
+            }
+        }
+    }
+}
+
+/// Owner uid and gid of a host path.
+pub fn owner(path: &std::path::Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+    (m.uid(), m.gid())
+}

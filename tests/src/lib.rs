@@ -11,8 +11,10 @@
 
 pub mod host;
 pub mod milestones;
+pub mod rootfs;
 mod run;
 
+pub use rootfs::Rootfs;
 pub use run::{Outcome, Run, Running};
 
 use std::path::{Path, PathBuf};
@@ -20,6 +22,10 @@ use std::sync::OnceLock;
 
 /// The environment variable naming the runtime under test.
 pub const RUNTIME_BIN: &str = "RUNTIME_BIN";
+/// Set to 1 when the runtime under test needs `--rootfs` (the stage binaries
+/// from stage 03 on): the suites of stages 01 and 02 then run every
+/// container in a copy of the test rootfs.
+pub const RUNTIME_NEEDS_ROOTFS: &str = "RUNTIME_NEEDS_ROOTFS";
 /// The environment variable naming the probe binary (default: the one
 /// `make probe` builds).
 pub const PROBE_BIN: &str = "PROBE_BIN";
@@ -39,6 +45,8 @@ pub fn require_root() {
 #[derive(Debug, Clone)]
 pub struct Runtime {
     pub bin: PathBuf,
+    /// Every run gets `--rootfs` (the shared copy of the test rootfs).
+    rootfs: bool,
 }
 
 impl Runtime {
@@ -51,12 +59,35 @@ impl Runtime {
             None => workspace_bin(default_bin),
         };
         check_runnable(&bin);
-        Runtime { bin }
+        let rootfs = std::env::var(RUNTIME_NEEDS_ROOTFS).is_ok_and(|v| v == "1");
+        Runtime { bin, rootfs }
     }
 
-    /// `BIN run ARGS... -- COMMAND...`, to be completed by the test.
+    /// Run every container in a root filesystem (the suites of stage 03 on).
+    pub fn with_rootfs(mut self) -> Runtime {
+        self.rootfs = true;
+        self
+    }
+
+    /// `BIN run ARGS... -- COMMAND...`, to be completed by the test; with
+    /// `--rootfs` when the runtime needs one.
     pub fn run(&self) -> Run {
-        Run::new(&self.bin).arg("run")
+        let run = Run::new(&self.bin).arg("run");
+        if self.rootfs {
+            run.rootfs(Rootfs::shared())
+        } else {
+            run
+        }
+    }
+
+    /// `BIN run --rootfs ROOTFS ...`, in a given root filesystem.
+    pub fn run_in(&self, rootfs: &Rootfs) -> Run {
+        self.run_in_path(rootfs.path())
+    }
+
+    /// `BIN run --rootfs PATH ...`, whatever PATH is (bad-input tests).
+    pub fn run_in_path(&self, path: &Path) -> Run {
+        Run::new(&self.bin).arg("run").rootfs_path(path)
     }
 }
 
@@ -116,4 +147,37 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .expect("tests/ has a parent")
         .to_path_buf()
+}
+
+/// A copy of `bin` that any user may run (the workspace may sit in a
+/// directory other users cannot enter), removed when the test process exits.
+pub fn runnable_by_anyone(bin: &Path) -> PathBuf {
+    use std::collections::HashMap;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::Mutex;
+    static COPIES: Mutex<Option<HashMap<PathBuf, PathBuf>>> = Mutex::new(None);
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    extern "C" fn remove_copies() {
+        if let Some(dir) = DIR.get() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    let mut copies = COPIES.lock().unwrap_or_else(|p| p.into_inner());
+    let copies = copies.get_or_insert_with(HashMap::new);
+    if let Some(copy) = copies.get(bin) {
+        return copy.clone();
+    }
+    let dir = DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("myruntime-suite-{}-bin", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("make the binaries' directory");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        // SAFETY: registering a plain extern "C" function.
+        unsafe { libc::atexit(remove_copies) };
+        dir
+    });
+    let copy = dir.join(bin.file_name().expect("a file name"));
+    std::fs::copy(bin, &copy).expect("copy the runtime");
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    copies.insert(bin.to_path_buf(), copy.clone());
+    copy
 }

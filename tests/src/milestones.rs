@@ -70,6 +70,62 @@ pub const MILESTONES: &[Milestone] = &[
         title: "when PID 1 exits, the whole container is gone and the runtime returns at once",
         chapter: "book/src/stage02-pid.md",
     },
+    Milestone {
+        id: "03.1",
+        suite: "stage03",
+        module: "m1_rootfs",
+        title: "its own root filesystem, entered with pivot_root; the host's files and mounts out of reach",
+        chapter: "book/src/stage03-mount.md",
+    },
+    Milestone {
+        id: "03.2",
+        suite: "stage03",
+        module: "m2_kernel_filesystems",
+        title: "a fresh /proc, a read-only /sys, a minimal /dev, masked and read-only kernel paths",
+        chapter: "book/src/stage03-mount.md",
+    },
+    Milestone {
+        id: "03.3",
+        suite: "stage03",
+        module: "m3_volumes_and_environment",
+        title: "volumes (:ro all the way down), a working directory, an environment of its own",
+        chapter: "book/src/stage03-mount.md",
+    },
+    Milestone {
+        id: "03.4",
+        suite: "stage03",
+        module: "m4_bad_input",
+        title: "a bad rootfs or volume is refused with one line, and nothing is left mounted",
+        chapter: "book/src/stage03-mount.md",
+    },
+    Milestone {
+        id: "04.1",
+        suite: "stage04",
+        module: "m1_user",
+        title: "--user runs COMMAND as a user of the rootfs, with its groups and no capabilities",
+        chapter: "book/src/stage04-user.md",
+    },
+    Milestone {
+        id: "04.2",
+        suite: "stage04",
+        module: "m2_userns",
+        title: "user namespaces: root inside is an unprivileged id outside",
+        chapter: "book/src/stage04-user.md",
+    },
+    Milestone {
+        id: "04.3",
+        suite: "stage04",
+        module: "m3_rootless",
+        title: "rootless: an ordinary user runs containers, with everything of stages 01 to 03",
+        chapter: "book/src/stage04-user.md",
+    },
+    Milestone {
+        id: "04.4",
+        suite: "stage04",
+        module: "m4_ipc",
+        title: "an IPC namespace: System V and POSIX queues invisible in both directions",
+        chapter: "book/src/stage04-user.md",
+    },
 ];
 
 /// The suites, in order, each once.

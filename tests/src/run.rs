@@ -22,6 +22,11 @@ pub struct Run {
     bin: PathBuf,
     args: Vec<OsString>,
     stdin: Vec<u8>,
+    /// The probe's path as the container sees it.
+    probe: PathBuf,
+    envs: Vec<(OsString, OsString)>,
+    /// Run the runtime as this uid and gid.
+    user: Option<(u32, u32)>,
 }
 
 impl Run {
@@ -30,6 +35,9 @@ impl Run {
             bin: bin.to_path_buf(),
             args: Vec::new(),
             stdin: Vec::new(),
+            probe: crate::probe().to_path_buf(),
+            envs: Vec::new(),
+            user: None,
         }
     }
 
@@ -49,9 +57,39 @@ impl Run {
         self.arg("--").args(command)
     }
 
+    /// `--rootfs DIR`; the probe is then `/probe` inside.
+    pub fn rootfs(self, rootfs: &crate::Rootfs) -> Run {
+        self.rootfs_path(rootfs.path())
+    }
+
+    /// `--rootfs PATH`, whatever PATH is.
+    pub fn rootfs_path(mut self, path: &Path) -> Run {
+        self.probe = PathBuf::from(crate::rootfs::PROBE_INSIDE);
+        self.arg("--rootfs").arg(path)
+    }
+
+    /// Start the runtime as `user`, with a clean environment, from a copy of
+    /// the binary that any user may run.
+    pub fn as_user(mut self, user: &crate::host::TempUser) -> Run {
+        self.bin = crate::runnable_by_anyone(&self.bin);
+        self.user = Some((user.uid, user.gid));
+        self.envs = vec![
+            ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+            ("HOME".into(), "/".into()),
+            ("USER".into(), user.name.clone().into()),
+        ];
+        self
+    }
+
+    /// Set a variable in the runtime's own environment.
+    pub fn env(mut self, key: &str, value: &str) -> Run {
+        self.envs.push((key.into(), value.into()));
+        self
+    }
+
     /// `-- PROBE MODE ARGS...`
     pub fn probe(self, mode: &[&str]) -> Run {
-        let probe = crate::probe().to_path_buf();
+        let probe = self.probe.clone();
         self.arg("--").arg(probe).args(mode)
     }
 
@@ -73,6 +111,11 @@ impl Run {
     fn command_for(&self) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.args(&self.args);
+        if let Some((uid, gid)) = self.user {
+            // Clears the supplementary groups too.
+            cmd.uid(uid).gid(gid).env_clear().current_dir("/");
+        }
+        cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
         // Its own process group, so that a test can signal the runtime alone
         // and the terminal's signals never reach it.
         cmd.process_group(0);

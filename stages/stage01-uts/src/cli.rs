@@ -17,6 +17,28 @@ use crate::container::{Container, ExitStatus};
 use crate::error::{EXIT_RUNTIME, Error};
 use crate::uts::Hostname;
 
+/// A command-line value that was refused, and why: `invalid WHAT "VALUE":
+/// REASON`. Every option that parses its value (`--hostname`, `-v`, `-e`,
+/// `--user`, `--uidmap`, ...) refuses with this, so the messages read alike.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} {value:?}: {reason}")]
+pub struct InvalidValue {
+    pub what: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+impl InvalidValue {
+    /// `Err(InvalidValue)`, for `FromStr` implementations.
+    pub fn refuse<T>(what: &'static str, value: &str, reason: &'static str) -> Result<T, Self> {
+        Err(InvalidValue {
+            what,
+            value: value.to_owned(),
+            reason,
+        })
+    }
+}
+
 /// Options every binary accepts, before or after its subcommand.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct GlobalArgs {
@@ -54,6 +76,10 @@ pub struct Binary {
     pub about: &'static str,
     /// What its `run` does, in one line.
     pub run_about: &'static str,
+    /// `run` options that this binary requires though the arguments type
+    /// makes them optional (`rootfs` for the stage binaries from stage 03;
+    /// `myruntime` can also run in the host's root).
+    pub required: &'static [&'static str],
 }
 
 /// The command line of a binary whose one verb is `run`: global options, then
@@ -84,7 +110,14 @@ pub fn run_main<A: clap::Args>(
         .bin_name(binary.name)
         .version(binary.version)
         .about(binary.about)
-        .mut_subcommand("run", |run| run.about(binary.run_about));
+        .mut_subcommand("run", |run| {
+            binary
+                .required
+                .iter()
+                .fold(run.about(binary.run_about), |run, id| {
+                    run.mut_arg(*id, |arg| arg.required(true))
+                })
+        });
     let cli: RunOnly<A> = parse_as(command);
     crate::explain::init(cli.global.explain);
     let RunVerb::Run(args) = cli.verb;

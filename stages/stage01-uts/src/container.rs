@@ -118,6 +118,17 @@ pub struct Context {
 }
 
 impl Context {
+    /// The context of a container that will run `process`: a fresh id, the
+    /// real kernel.
+    pub fn new(process: Process) -> Self {
+        Context {
+            id: ContainerId::generate(),
+            process,
+            sys: Box::new(Linux),
+            error_pipe: None,
+        }
+    }
+
     /// Close this process's copy of the error pipe. A primitive that forks
     /// inside the container and keeps a process that never executes COMMAND
     /// (stage 02's init) calls this in that process, so that the host still
@@ -201,12 +212,7 @@ impl Container {
     /// yet.
     pub fn new(process: Process) -> Self {
         Container {
-            ctx: Context {
-                id: ContainerId::generate(),
-                process,
-                sys: Box::new(Linux),
-                error_pipe: None,
-            },
+            ctx: Context::new(process),
             primitives: Vec::new(),
         }
     }
@@ -214,6 +220,15 @@ impl Container {
     /// Add a primitive. Their `setup` hooks run in the order they were added.
     pub fn with(mut self, primitive: impl Primitive + 'static) -> Self {
         self.primitives.push(Box::new(primitive));
+        self
+    }
+
+    /// Add a primitive whose `setup` must run before every other's. Only the
+    /// user namespace needs this (stage 04): until the container's process
+    /// has taken an identity that is mapped inside it, it cannot even create
+    /// a file.
+    pub fn with_first(mut self, primitive: impl Primitive + 'static) -> Self {
+        self.primitives.insert(0, Box::new(primitive));
         self
     }
 

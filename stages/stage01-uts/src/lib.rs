@@ -32,10 +32,15 @@ pub use error::Error;
 pub fn container(args: &cli::RunArgs) -> Container {
     let process = Process::new(args.command.clone());
     let container = Container::new(process);
-    let hostname = match &args.hostname {
-        Some(name) => name.clone(),
-        None => uts::Hostname::from_id(container.id()),
-    };
+    let hostname = hostname(args, container.id());
     container.with(uts::Uts::new(hostname))
 }
 // ANCHOR_END: container
+
+/// The container's hostname: `--hostname`, or its short id.
+pub fn hostname(args: &cli::RunArgs, id: &id::ContainerId) -> uts::Hostname {
+    match &args.hostname {
+        Some(name) => name.clone(),
+        None => uts::Hostname::from_id(id),
+    }
+}

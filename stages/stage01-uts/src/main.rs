@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         about: "Stage 01 of myruntime: a container is a process, started with clone(2) \
                 in a new UTS namespace with a hostname of its own",
         run_about: "Run COMMAND in a new UTS namespace and exit with its status",
+        required: &[],
     };
     cli::run_main(binary, stage01_uts::container)
 }

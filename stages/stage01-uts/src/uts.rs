@@ -10,6 +10,7 @@ use std::str::FromStr;
 
 use nix::sched::CloneFlags;
 
+use crate::cli::InvalidValue;
 use crate::container::{Context, Primitive};
 use crate::error::Error;
 use crate::explain;
@@ -26,14 +27,6 @@ pub const HOST_NAME_MAX: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hostname(String);
 
-/// Why a hostname was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid hostname {name:?}: {reason}")]
-pub struct InvalidHostname {
-    pub name: String,
-    pub reason: &'static str,
-}
-
 impl Hostname {
     /// The default hostname: the container's short id, as docker does.
     pub fn from_id(id: &ContainerId) -> Self {
@@ -46,15 +39,10 @@ impl Hostname {
 }
 
 impl FromStr for Hostname {
-    type Err = InvalidHostname;
+    type Err = InvalidValue;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        let refuse = |reason| {
-            Err(InvalidHostname {
-                name: name.to_owned(),
-                reason,
-            })
-        };
+        let refuse = |reason| InvalidValue::refuse("hostname", name, reason);
         if name.is_empty() {
             return refuse("it is empty; give a name like web-1");
         }

@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         about: "Stage 02 of myruntime: COMMAND runs as PID 1 of a new PID namespace; \
                 signals are forwarded to it and the runtime returns as soon as it exits",
         run_about: "Run COMMAND as PID 1 of new PID and UTS namespaces and exit with its status",
+        required: &[],
     };
     cli::run_main(binary, stage02_pid::container)
 }

@@ -45,6 +45,9 @@ pub struct Report {
     pub visible_pids: Vec<i32>,
     /// Whether stdin, stdout and stderr are terminals.
     pub isatty: [bool; 3],
+    /// /proc/self/uid_map and gid_map, as the kernel prints them.
+    pub uid_map: String,
+    pub gid_map: String,
 }
 
 /// One line of /proc/self/mountinfo.
@@ -102,6 +105,8 @@ impl Report {
             visible_pids: visible_pids(),
             // SAFETY: isatty only inspects the descriptor.
             isatty: [0, 1, 2].map(|fd| unsafe { libc::isatty(fd) } == 1),
+            uid_map: fs::read_to_string("/proc/self/uid_map").unwrap_or_default(),
+            gid_map: fs::read_to_string("/proc/self/gid_map").unwrap_or_default(),
         }
     }
 }
@@ -270,6 +275,19 @@ pub fn zombies_in_my_pid_namespace() -> Vec<i32> {
                 .unwrap_or(false)
         })
         .collect()
+}
+
+/// The keys of the System V IPC objects of one kind (`msg`, `shm`, `sem`)
+/// in the caller's IPC namespace, from /proc/sysvipc.
+pub fn sysv_keys(kind: &str) -> Vec<i64> {
+    fs::read_to_string(format!("/proc/sysvipc/{kind}"))
+        .map(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

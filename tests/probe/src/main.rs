@@ -12,6 +12,13 @@
 //! | `sleep SECS [TAG]` | sleeps; TAG only marks the process's command line |
 //! | `background TAG N` | starts `probe sleep 3600 TAG` in the background, then exits with status N |
 //! | `sethostname NAME` | sets the hostname, then prints the report |
+//! | `write PATH` | tries to create and write PATH; prints `{"ok":true}` or `{"ok":false,"errno":"EROFS"}` |
+//! | `read PATH` | prints `{"bytes":N}` (how much PATH holds) or `{"errno":…}` |
+//! | `ls PATH` | prints `{"entries":[…]}`, sorted |
+//! | `stat PATH` | prints `{"uid":…,"gid":…,"mode":…,"kind":"dir"}` of PATH (not following a last symlink) |
+//! | `escape MARKER` | tries the classic chroot escape, then prints `{"escaped":bool}`: whether the host path MARKER became visible |
+//! | `mknod PATH MAJOR MINOR` | tries to make a character device; prints `{"ok":…,"errno":…}` |
+//! | `ipc KEY NAME` | prints the System V message queue keys and POSIX queues it sees, creates a queue of each kind (KEY, /NAME), prints `ready`, and waits for SIGTERM |
 //! | `orphan` | leaves an orphan that exits after being re-parented, waits, and prints `{"zombies":[…]}`: the zombies left in its PID namespace |
 
 use std::io::Write;
@@ -42,6 +49,26 @@ fn main() -> ExitCode {
             return ExitCode::from(code.parse::<u8>().unwrap_or(255));
         }
         ["orphan"] => orphan(),
+        ["write", path] => print_json(&write(path)),
+        ["read", path] => print_json(&match std::fs::read(path) {
+            Ok(bytes) => serde_json::json!({ "bytes": bytes.len() }),
+            Err(e) => serde_json::json!({ "errno": errno_name(&e) }),
+        }),
+        ["ls", path] => print_json(&match std::fs::read_dir(path) {
+            Ok(entries) => {
+                let mut names: Vec<String> = entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                names.sort();
+                serde_json::json!({ "entries": names })
+            }
+            Err(e) => serde_json::json!({ "errno": errno_name(&e) }),
+        }),
+        ["stat", path] => print_json(&stat(path)),
+        ["escape", marker] => print_json(&escape(marker)),
+        ["mknod", path, major, minor] => print_json(&mknod(path, major, minor)),
+        ["ipc", key, name] => return ipc(key, name),
         ["sethostname", name] => {
             // SAFETY: the pointer and length describe `name`.
             let rc = unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) };
@@ -135,4 +162,144 @@ fn orphan() {
     }
     std::thread::sleep(Duration::from_millis(800));
     print_json(&serde_json::json!({ "zombies": probe::zombies_in_my_pid_namespace() }));
+}
+
+fn errno_name(e: &std::io::Error) -> String {
+    let names = [
+        (libc::EROFS, "EROFS"),
+        (libc::EACCES, "EACCES"),
+        (libc::EPERM, "EPERM"),
+        (libc::ENOENT, "ENOENT"),
+        (libc::ENOTDIR, "ENOTDIR"),
+        (libc::EISDIR, "EISDIR"),
+        (libc::EINVAL, "EINVAL"),
+        (libc::ENXIO, "ENXIO"),
+        (libc::ENODEV, "ENODEV"),
+    ];
+    let code = e.raw_os_error().unwrap_or(0);
+    names
+        .iter()
+        .find(|(n, _)| *n == code)
+        .map_or_else(|| format!("errno {code}"), |(_, name)| (*name).to_owned())
+}
+
+fn write(path: &str) -> serde_json::Value {
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(b"written by the probe\n"))
+    {
+        Ok(()) => serde_json::json!({ "ok": true }),
+        Err(e) => serde_json::json!({ "ok": false, "errno": errno_name(&e) }),
+    }
+}
+
+fn stat(path: &str) -> serde_json::Value {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => {
+            let t = m.file_type();
+            let kind = if t.is_dir() {
+                "dir"
+            } else if t.is_symlink() {
+                "symlink"
+            } else if t.is_char_device() {
+                "char"
+            } else if t.is_block_device() {
+                "block"
+            } else {
+                "file"
+            };
+            serde_json::json!({
+                "uid": m.uid(), "gid": m.gid(), "mode": m.mode() & 0o7777, "kind": kind,
+                "rdev_major": libc::major(m.rdev()), "rdev_minor": libc::minor(m.rdev()),
+            })
+        }
+        Err(e) => serde_json::json!({ "errno": errno_name(&e) }),
+    }
+}
+
+/// The chroot escape: chroot into a subdirectory while keeping the working
+/// directory outside it, climb with `..` (which a chroot does not stop for a
+/// directory outside it), and chroot to where the climb ended. Under chroot(2)
+/// alone this reaches the host's root; after pivot_root and the detach of the
+/// old root there is nothing above the container's root to reach.
+fn escape(marker: &str) -> serde_json::Value {
+    let dir = format!("/tmp/.probe-escape-{}", std::process::id());
+    let _ = std::fs::create_dir_all(&dir);
+    let cdir = std::ffi::CString::new(dir.clone()).unwrap_or_default();
+    // SAFETY: plain system calls on valid C strings.
+    let escaped = unsafe {
+        if libc::chroot(cdir.as_ptr()) != 0 {
+            let _ = std::fs::remove_dir(&dir);
+            return serde_json::json!({ "error": "chroot failed", "errno": errno_name(&std::io::Error::last_os_error()) });
+        }
+        for _ in 0..64 {
+            libc::chdir(c"..".as_ptr());
+        }
+        libc::chroot(c".".as_ptr());
+        std::path::Path::new(marker).exists()
+    };
+    serde_json::json!({ "escaped": escaped })
+}
+
+fn mknod(path: &str, major: &str, minor: &str) -> serde_json::Value {
+    let (Ok(major), Ok(minor)) = (major.parse(), minor.parse()) else {
+        return serde_json::json!({ "ok": false, "errno": "usage" });
+    };
+    let Ok(cpath) = std::ffi::CString::new(path) else {
+        return serde_json::json!({ "ok": false, "errno": "usage" });
+    };
+    // SAFETY: a valid C string; mknod only creates a file.
+    let rc = unsafe {
+        libc::mknod(
+            cpath.as_ptr(),
+            libc::S_IFCHR | 0o600,
+            libc::makedev(major, minor),
+        )
+    };
+    if rc == 0 {
+        let _ = std::fs::remove_file(path);
+        serde_json::json!({ "ok": true })
+    } else {
+        serde_json::json!({ "ok": false, "errno": errno_name(&std::io::Error::last_os_error()) })
+    }
+}
+
+fn ipc(key: &str, name: &str) -> ExitCode {
+    let Ok(key) = key.parse::<libc::key_t>() else {
+        eprintln!("probe: ipc KEY must be a number");
+        return ExitCode::from(2);
+    };
+    let mut queues: Vec<String> = std::fs::read_dir("/dev/mqueue")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    queues.sort();
+    print_json(&serde_json::json!({ "msg_keys": probe::sysv_keys("msg"), "mqueues": queues }));
+    // SAFETY: plain System V and POSIX IPC calls with valid arguments.
+    let made = unsafe {
+        let msg = libc::msgget(key, libc::IPC_CREAT | 0o600);
+        let cname = std::ffi::CString::new(format!("/{name}")).unwrap_or_default();
+        let mq = libc::mq_open(
+            cname.as_ptr(),
+            libc::O_CREAT | libc::O_RDWR,
+            0o600,
+            std::ptr::null::<libc::mq_attr>(),
+        );
+        msg >= 0 && mq >= 0
+    };
+    if !made {
+        eprintln!(
+            "probe: cannot create the IPC objects: {}",
+            std::io::Error::last_os_error()
+        );
+        return ExitCode::from(1);
+    }
+    signals();
+    ExitCode::SUCCESS
 }

@@ -1,0 +1,317 @@
+//! The stage 03 primitive: a mount namespace, and the container's own root
+//! filesystem in it.
+//!
+//! The whole sequence runs in the container's process, in its new mount
+//! namespace, before COMMAND: see [`Mount::setup`]. Everything it mounts
+//! lives in that namespace only, so when the container ends, the kernel
+//! drops all of it: there is nothing to unmount on the host, even after a
+//! failure halfway.
+
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use stage01_uts::{Context, Error, Primitive, explain};
+
+use crate::cli::Volume;
+use crate::sys::{Linux, MountSys};
+use crate::{dev, masked, pseudofs, rootfs, volume};
+
+/// What the user asked for that cannot be done.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error(
+        "the root filesystem {path} does not exist; give a directory holding the container's files \
+         (scripts/setup-test-env.sh makes one)"
+    )]
+    RootfsMissing { path: String },
+    #[error(
+        "the root filesystem {path} is not a directory; give the directory holding the container's files"
+    )]
+    RootfsNotADirectory { path: String },
+    #[error("volume {volume}: the host path {path} does not exist; create it first")]
+    VolumeSourceMissing { volume: String, path: String },
+    #[error("volume {volume}: {reason}")]
+    VolumeTarget { volume: String, reason: String },
+    #[error("volumes need a root filesystem of the container's own: give --rootfs")]
+    VolumesWithoutRootfs,
+    #[error("{what}: {reason}")]
+    Path { what: String, reason: String },
+}
+
+impl From<MountError> for Error {
+    fn from(e: MountError) -> Self {
+        Error::primitive(e)
+    }
+}
+
+/// The mount namespace and root filesystem.
+// ANCHOR: mount
+pub struct Mount {
+    /// `None`: keep the host's root (only `myruntime` allows this).
+    rootfs: Option<PathBuf>,
+    volumes: Vec<Volume>,
+    sys: Box<dyn MountSys>,
+    /// Made by `prepare`: where everything goes, as host paths.
+    plan: Option<Plan>,
+}
+
+/// The mount points, resolved inside the rootfs and created on the host.
+struct Plan {
+    root: PathBuf,
+    proc: PathBuf,
+    sys: PathBuf,
+    dev: PathBuf,
+    volumes: Vec<(Volume, PathBuf)>,
+}
+
+impl Mount {
+    pub fn new(rootfs: Option<PathBuf>, volumes: Vec<Volume>) -> Self {
+        Mount {
+            rootfs,
+            volumes,
+            sys: Box::new(Linux),
+            plan: None,
+        }
+    }
+
+    /// Make the mount calls through `sys` (unit tests pass a recorder).
+    pub fn with_sys(mut self, sys: impl MountSys + 'static) -> Self {
+        self.sys = Box::new(sys);
+        self
+    }
+}
+
+impl Primitive for Mount {
+    fn name(&self) -> &'static str {
+        "mount"
+    }
+
+    fn clone_flags(&self) -> CloneFlags {
+        match self.rootfs {
+            Some(_) => CloneFlags::CLONE_NEWNS,
+            None => CloneFlags::empty(),
+        }
+    }
+
+    /// On the host, before anything starts: refuse what cannot work, then
+    /// make the mount points.
+    fn prepare(&mut self, _ctx: &mut Context) -> Result<(), Error> {
+        let Some(rootfs) = &self.rootfs else {
+            if !self.volumes.is_empty() {
+                return Err(MountError::VolumesWithoutRootfs.into());
+            }
+            return Ok(());
+        };
+        let shown = rootfs.display().to_string();
+        let meta = std::fs::metadata(rootfs).map_err(|_| MountError::RootfsMissing {
+            path: shown.clone(),
+        })?;
+        if !meta.is_dir() {
+            return Err(MountError::RootfsNotADirectory { path: shown }.into());
+        }
+        // Absolute from here on: the container's process changes directory.
+        let root =
+            std::fs::canonicalize(rootfs).map_err(|_| MountError::RootfsMissing { path: shown })?;
+        // Every check before the first mount point is made, so that refused
+        // input leaves the rootfs as it was.
+        let targets = self
+            .volumes
+            .iter()
+            .map(|v| volume::check(&root, v))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dir = |path: &str| volume::mountpoint(&root, Path::new(path), true);
+        let plan = Plan {
+            proc: dir("/proc")?,
+            sys: dir("/sys")?,
+            dev: dir("/dev")?,
+            volumes: self
+                .volumes
+                .iter()
+                .zip(targets)
+                .map(|(v, target)| {
+                    volume::mountpoint(&root, &v.target, v.source.is_dir())?;
+                    Ok((v.clone(), target))
+                })
+                .collect::<Result<_, Error>>()?,
+            root,
+        };
+        self.plan = Some(plan);
+        Ok(())
+    }
+
+    /// In the container's process: build its mount table and enter it.
+    fn setup(&mut self, _ctx: &mut Context) -> Result<(), Error> {
+        let Some(plan) = &self.plan else {
+            return Ok(());
+        };
+        let sys = self.sys.as_ref();
+        // Files and directories made below get the modes they ask for,
+        // whatever umask the runtime was started with.
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+
+        rootfs::make_private(sys)?;
+        rootfs::bind_onto_itself(sys, &plan.root)?;
+        pseudofs::mount_proc(sys, &plan.proc)?;
+        pseudofs::mount_sys(sys, &plan.sys)?;
+        dev::mount_dev(sys, &plan.dev)?;
+        volume::mount_all(sys, &plan.volumes)?;
+        rootfs::pivot_root(sys, &plan.root)?;
+        masked::mask_paths(sys)?;
+        masked::read_only_paths(sys)?;
+        explain!(
+            "(mount table ready)" => "ok",
+            "the container now sees only its root filesystem and what was mounted into it"
+        );
+        Ok(())
+    }
+}
+// ANCHOR_END: mount
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::fake::Recorder;
+    use nix::errno::Errno;
+    use stage01_uts::Process;
+
+    fn rootfs() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["proc", "sys", "dev", "etc"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        dir
+    }
+
+    fn prepared(dir: &tempfile::TempDir, volumes: Vec<Volume>, sys: Recorder) -> (Mount, Context) {
+        let mut mount = Mount::new(Some(dir.path().into()), volumes).with_sys(sys);
+        let mut ctx = context();
+        mount.prepare(&mut ctx).unwrap();
+        (mount, ctx)
+    }
+
+    fn context() -> Context {
+        Context::new(Process::new(vec!["x".into()]))
+    }
+
+    #[test]
+    fn the_sequence_makes_propagation_private_first_and_pivots_last_before_masking() {
+        let dir = rootfs();
+        let sys = Recorder::default();
+        let calls = sys.calls.clone();
+        let (mut mount, mut ctx) = prepared(&dir, vec![], sys);
+        mount.setup(&mut ctx).unwrap();
+        let calls = calls.borrow();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let r = root.display();
+        assert_eq!(calls[0], "mount - / - MS_REC|MS_PRIVATE", "{calls:#?}");
+        assert_eq!(calls[1], format!("mount {r} {r} - MS_BIND|MS_REC"));
+        assert_eq!(
+            calls[2],
+            format!("mount proc {r}/proc proc MS_NOSUID|MS_NODEV|MS_NOEXEC")
+        );
+        assert!(
+            calls[3].starts_with(&format!("mount sysfs {r}/sys sysfs MS_RDONLY")),
+            "{}",
+            calls[3]
+        );
+        let pivot = calls
+            .iter()
+            .position(|c| c.starts_with("pivot_root"))
+            .unwrap();
+        assert_eq!(calls[pivot - 1], format!("chdir {r}"));
+        assert_eq!(calls[pivot], "pivot_root . .");
+        assert_eq!(calls[pivot + 1], "umount .");
+        assert!(
+            calls[pivot + 2..]
+                .iter()
+                .any(|c| c == "mount /dev/null /proc/kcore - MS_BIND")
+        );
+        assert!(calls[pivot + 2..].iter().any(|c| c == "readonly /proc/sys"));
+        assert!(calls[..pivot].iter().all(|c| !c.contains(" /proc/kcore")));
+    }
+
+    #[test]
+    fn dev_gets_only_the_safe_devices() {
+        let dir = rootfs();
+        let sys = Recorder::default();
+        let calls = sys.calls.clone();
+        let (mut mount, mut ctx) = prepared(&dir, vec![], sys);
+        mount.setup(&mut ctx).unwrap();
+        let nodes: Vec<String> = calls
+            .borrow()
+            .iter()
+            .filter(|c| c.starts_with("mknod"))
+            .map(|c| c.rsplit('/').next().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            nodes,
+            [
+                "null 1:3",
+                "zero 1:5",
+                "full 1:7",
+                "random 1:8",
+                "urandom 1:9",
+                "tty 5:0"
+            ]
+        );
+        let dev = std::fs::canonicalize(dir.path()).unwrap().join("dev");
+        assert_eq!(
+            std::fs::read_link(dev.join("ptmx")).unwrap(),
+            PathBuf::from("pts/ptmx")
+        );
+        assert_eq!(
+            std::fs::read_link(dev.join("stdout")).unwrap(),
+            PathBuf::from("/proc/self/fd/1")
+        );
+        assert_eq!(
+            std::fs::read_link(dev.join("fd")).unwrap(),
+            PathBuf::from("/proc/self/fd")
+        );
+    }
+
+    #[test]
+    fn a_failing_step_stops_the_sequence_with_the_call_named() {
+        let dir = rootfs();
+        let sys = Recorder {
+            fail_on: Some(("sysfs", Errno::EBUSY)),
+            ..Recorder::default()
+        };
+        let calls = sys.calls.clone();
+        let (mut mount, mut ctx) = prepared(&dir, vec![], sys);
+        let err = mount.setup(&mut ctx).unwrap_err();
+        assert!(err.to_string().contains("sysfs"), "{err}");
+        assert!(calls.borrow().last().unwrap().contains("sysfs"));
+    }
+
+    #[test]
+    fn bad_rootfs_is_refused_before_anything_starts() {
+        let mut ctx = context();
+        let err = Mount::new(Some("/no/such/rootfs".into()), vec![])
+            .prepare(&mut ctx)
+            .unwrap_err();
+        insta::assert_snapshot!(err.to_string(), @"the root filesystem /no/such/rootfs does not exist; give a directory holding the container's files (scripts/setup-test-env.sh makes one)");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let err = Mount::new(Some(file.path().into()), vec![])
+            .prepare(&mut ctx)
+            .unwrap_err();
+        assert!(err.to_string().contains("is not a directory"), "{err}");
+    }
+
+    #[test]
+    fn volumes_without_a_rootfs_are_refused() {
+        let v: Volume = "/tmp:/data".parse().unwrap();
+        let err = Mount::new(None, vec![v])
+            .prepare(&mut context())
+            .unwrap_err();
+        assert!(err.to_string().contains("--rootfs"), "{err}");
+    }
+
+    #[test]
+    fn the_hosts_root_needs_no_mount_namespace() {
+        assert_eq!(Mount::new(None, vec![]).clone_flags(), CloneFlags::empty());
+        assert_eq!(
+            Mount::new(Some("/x".into()), vec![]).clone_flags(),
+            CloneFlags::CLONE_NEWNS
+        );
+    }
+}

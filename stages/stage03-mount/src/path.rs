@@ -1,0 +1,196 @@
+//! Resolving a container path inside the root filesystem, on the host side.
+//!
+//! Before pivot_root the runtime addresses the container's files through host
+//! paths: `ROOTFS/dev`, `ROOTFS/data`. A naive `rootfs.join(path)` follows the
+//! rootfs's symlinks *as the host sees them*: a rootfs holding
+//! `data -> ../../../etc` would have the runtime mount over the host's /etc
+//! (in its own mount namespace, but still: the container would get the host's
+//! files, or lose its own). So every path is resolved the way the container
+//! will see it: an absolute symlink starts again from the rootfs, and a `..`
+//! that would climb above the rootfs is refused.
+
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
+
+/// Why a path cannot be resolved inside the rootfs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{path} leads out of the root filesystem through {via}")]
+    Escapes { path: String, via: String },
+    #[error("{path}: too many levels of symbolic links")]
+    Loop { path: String },
+    #[error("{path}: cannot read the symlink {link}: {why}")]
+    Unreadable {
+        path: String,
+        link: String,
+        why: String,
+    },
+}
+
+/// Symlinks followed before giving up, as the kernel does (`MAXSYMLINKS`).
+const MAX_SYMLINKS: usize = 40;
+
+/// Resolve `path` (a container path, absolute or not) to the host path of the
+/// same file inside `root`. Components that do not exist yet are kept as
+/// they are, so the result can be created.
+// ANCHOR: resolve
+pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, ResolveError> {
+    let shown = path.display().to_string();
+    // Components still to walk, last first, so a symlink's target can be
+    // pushed in front of what remains.
+    let mut todo: Vec<OsString> = components(path);
+    todo.reverse();
+    let mut resolved: Vec<OsString> = Vec::new();
+    let mut followed = 0;
+    // The last symlink followed, to name it if a `..` then climbs out.
+    let mut last_link: Option<String> = None;
+
+    while let Some(part) = todo.pop() {
+        if part == "." {
+            continue;
+        }
+        if part == ".." {
+            if resolved.pop().is_none() {
+                return Err(ResolveError::Escapes {
+                    path: shown,
+                    via: last_link.unwrap_or_else(|| "'..'".into()),
+                });
+            }
+            continue;
+        }
+        let here = root.join(resolved.iter().collect::<PathBuf>()).join(&part);
+        let Ok(meta) = here.symlink_metadata() else {
+            // Does not exist (yet): nothing to follow.
+            resolved.push(part);
+            continue;
+        };
+        if !meta.file_type().is_symlink() {
+            resolved.push(part);
+            continue;
+        }
+        followed += 1;
+        if followed > MAX_SYMLINKS {
+            return Err(ResolveError::Loop { path: shown });
+        }
+        let target = std::fs::read_link(&here).map_err(|e| ResolveError::Unreadable {
+            path: shown.clone(),
+            link: here.display().to_string(),
+            why: e.to_string(),
+        })?;
+        last_link = Some(format!(
+            "the symlink /{} -> {}",
+            resolved
+                .iter()
+                .chain(std::iter::once(&part))
+                .map(|p| p.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/"),
+            target.display()
+        ));
+        if target.is_absolute() {
+            // Absolute, as the container sees it: from the rootfs's top.
+            resolved.clear();
+        }
+        // Walk the target in place of the link.
+        let mut target_parts = components(&target);
+        target_parts.reverse();
+        todo.extend(target_parts);
+    }
+    Ok(root.join(resolved.iter().collect::<PathBuf>()))
+}
+// ANCHOR_END: resolve
+
+fn components(path: &Path) -> Vec<OsString> {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(name) => Some(name.to_owned()),
+            Component::ParentDir => Some("..".into()),
+            Component::CurDir => Some(".".into()),
+            Component::RootDir | Component::Prefix(_) => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn rootfs() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("run")).unwrap();
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        std::fs::create_dir_all(root.join("var")).unwrap();
+        symlink("/run", root.join("var/run")).unwrap();
+        symlink("usr/lib", root.join("lib")).unwrap();
+        symlink("../../../../etc", root.join("var/escape")).unwrap();
+        symlink("../etc", root.join("usr/up")).unwrap();
+        symlink("loop", root.join("loop")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn plain_paths_join_the_root() {
+        let dir = rootfs();
+        let root = dir.path();
+        assert_eq!(
+            resolve_in_root(root, Path::new("/etc")).unwrap(),
+            root.join("etc")
+        );
+        assert_eq!(
+            resolve_in_root(root, Path::new("/new/dir")).unwrap(),
+            root.join("new/dir")
+        );
+    }
+
+    #[test]
+    fn absolute_symlinks_start_again_from_the_root() {
+        let dir = rootfs();
+        let root = dir.path();
+        assert_eq!(
+            resolve_in_root(root, Path::new("/var/run/app.sock")).unwrap(),
+            root.join("run/app.sock")
+        );
+    }
+
+    #[test]
+    fn relative_symlinks_inside_the_root_are_followed() {
+        let dir = rootfs();
+        let root = dir.path();
+        assert_eq!(
+            resolve_in_root(root, Path::new("/lib/x")).unwrap(),
+            root.join("usr/lib/x")
+        );
+        assert_eq!(
+            resolve_in_root(root, Path::new("/usr/up/hosts")).unwrap(),
+            root.join("etc/hosts")
+        );
+    }
+
+    #[test]
+    fn a_symlink_climbing_out_is_refused_and_named() {
+        let dir = rootfs();
+        let err = resolve_in_root(dir.path(), Path::new("/var/escape/passwd")).unwrap_err();
+        insta::assert_snapshot!(err.to_string(), @"/var/escape/passwd leads out of the root filesystem through the symlink /var/escape -> ../../../../etc");
+    }
+
+    #[test]
+    fn dot_dot_above_the_root_is_refused() {
+        let dir = rootfs();
+        assert!(matches!(
+            resolve_in_root(dir.path(), Path::new("/../etc")),
+            Err(ResolveError::Escapes { .. })
+        ));
+    }
+
+    #[test]
+    fn symlink_loops_end() {
+        let dir = rootfs();
+        assert!(matches!(
+            resolve_in_root(dir.path(), Path::new("/loop/x")),
+            Err(ResolveError::Loop { .. })
+        ));
+    }
+}

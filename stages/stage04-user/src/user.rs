@@ -1,0 +1,109 @@
+//! `--user`: who COMMAND runs as.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::unistd::{Gid, Uid};
+use stage01_uts::{Context, Error, Primitive, explain};
+use stage03_mount::path::resolve_in_root;
+
+use crate::passwd::{Identity, UserSpec, resolve};
+
+/// The container's user, set last, just before exec.
+// ANCHOR: user
+pub struct User {
+    spec: Option<UserSpec>,
+    /// Where /etc/passwd and /etc/group are read: the rootfs, or the host's
+    /// root for a container without one.
+    rootfs: Option<PathBuf>,
+    /// `-e HOME=...` was given: leave HOME alone.
+    home_given: bool,
+    identity: Option<Identity>,
+}
+
+impl User {
+    pub fn new(spec: Option<UserSpec>, rootfs: Option<PathBuf>, home_given: bool) -> Self {
+        User {
+            spec,
+            rootfs,
+            home_given,
+            identity: None,
+        }
+    }
+}
+
+impl Primitive for User {
+    fn name(&self) -> &'static str {
+        "user"
+    }
+
+    /// On the host: look the user up in the container's own files.
+    fn prepare(&mut self, ctx: &mut Context) -> Result<(), Error> {
+        let Some(spec) = &self.spec else {
+            return Ok(());
+        };
+        let root = self.rootfs.clone().unwrap_or_else(|| PathBuf::from("/"));
+        let read = |file: &str| {
+            resolve_in_root(&root, Path::new(file))
+                .ok()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default()
+        };
+        let identity =
+            resolve(spec, &read("/etc/passwd"), &read("/etc/group")).map_err(Error::primitive)?;
+        if let (Some(home), false, Some(env)) =
+            (&identity.home, self.home_given, &mut ctx.process.env)
+        {
+            env.retain(|kv| !kv.to_string_lossy().starts_with("HOME="));
+            env.push(OsString::from(format!("HOME={home}")));
+        }
+        self.identity = Some(identity);
+        Ok(())
+    }
+
+    /// In the container, the last step before exec: after it, the process
+    /// may have lost the privileges every other step needed.
+    fn setup(&mut self, _ctx: &mut Context) -> Result<(), Error> {
+        let Some(id) = &self.identity else {
+            return Ok(());
+        };
+        fn not_mapped(what: &'static str, n: u32) -> impl FnOnce(Errno) -> Error {
+            move |errno| match errno {
+                Errno::EINVAL => Error::primitive(NotMapped { what, id: n }),
+                errno => Error::syscall(
+                    format!("set{what}({n})"),
+                    "switching to the container's user",
+                    errno,
+                ),
+            }
+        }
+        if crate::userns::setgroups_allowed() {
+            let groups: Vec<Gid> = id.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+            nix::unistd::setgroups(&groups).map_err(not_mapped("groups", id.gid))?;
+        }
+        let gid = Gid::from_raw(id.gid);
+        nix::unistd::setresgid(gid, gid, gid).map_err(not_mapped("gid", id.gid))?;
+        let uid = Uid::from_raw(id.uid);
+        nix::unistd::setresuid(uid, uid, uid).map_err(not_mapped("uid", id.uid))?;
+        let (u, g, groups) = (id.uid, id.gid, &id.groups);
+        explain!(
+            "setresuid({u}), setresgid({g}), setgroups({groups:?})" => "ok",
+            "COMMAND runs as this user; a non-zero uid loses every capability"
+        );
+        Ok(())
+    }
+}
+// ANCHOR_END: user
+
+/// An id the user namespace does not map.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{what} {id} is not mapped in the container's user namespace; \
+     map it with --uidmap/--gidmap (rootless: give your user subordinate ids in /etc/subuid \
+     and /etc/subgid, and install newuidmap)"
+)]
+struct NotMapped {
+    what: &'static str,
+    id: u32,
+}
