@@ -16,8 +16,8 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # The stage binaries, in order. A stage's suite runs against its own binary,
 # every later one, and myruntime.
-STAGES     := 01 02 03 04
-STAGE_BINS := stage01-uts stage02-pid stage03-mount stage04-user
+STAGES     := 01 02 03 04 05
+STAGE_BINS := stage01-uts stage02-pid stage03-mount stage04-user stage05-cgroups
 DEBUG_DIR  := target/debug
 PROBE      := target/probe/x86_64-unknown-linux-gnu/release/probe
 MDBOOK     ?= $(shell command -v mdbook 2>/dev/null || echo $${CARGO_HOME:-$(HOME)/.cargo}/bin/mdbook)
@@ -63,6 +63,11 @@ test: setup ## everything CI runs: unit, suites, book, fmt, clippy, lint
 	$(MAKE) lint
 	$(MAKE) test-unit
 	$(MAKE) test-integration
+	@if [ "$$(stat -f -c %T /sys/fs/cgroup)" = cgroup2fs ]; then \
+		echo "this host is pure cgroup v2: the v2 VM job is not needed"; \
+	else \
+		$(MAKE) test-vm; \
+	fi
 	$(MAKE) test-repo
 	$(MAKE) book
 	@echo "make test: all passed"
@@ -76,7 +81,7 @@ test-unit: build-debug ## unit tests and CLI snapshots (no root needed)
 lint: ## rustfmt, clippy, shellcheck
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	shellcheck scripts/*.sh scripts/check scripts/demo .ci/run
+	shellcheck scripts/*.sh scripts/check scripts/demo scripts/vm-test scripts/bench .ci/run
 
 .PHONY: test-integration
 test-integration: build-debug probe ## every stage's suite against its stage, later stages and myruntime (root)
@@ -90,6 +95,10 @@ test-integration: build-debug probe ## every stage's suite against its stage, la
 		done; \
 		i=$$((i+1)); \
 	done
+
+.PHONY: test-vm
+test-vm: build-debug probe ## the stage 05 suite and a myruntime smoke on a pure cgroup v2 kernel (qemu)
+	scripts/vm-test
 
 .PHONY: test-stage
 test-stage: build-debug probe ## one suite: STAGE=NN, against BIN= (default: that stage's binary); NEEDS_ROOTFS=1 if BIN requires --rootfs
@@ -112,6 +121,11 @@ book: ## build the book into book/build (fails on a broken include)
 	@out=$$($(MDBOOK) build book 2>&1) || { echo "$$out"; exit 1; }; \
 	echo "$$out"; \
 	if grep -E '(ERROR|WARN)' <<<"$$out"; then echo "the book built with errors or warnings"; exit 1; fi
+
+.PHONY: bench
+bench: build ## start latency of every stage and myruntime beside runc and crun (root); writes the book's chart
+	scripts/setup-test-env.sh --rootfs-only
+	scripts/bench
 
 .PHONY: clean
 clean: ## remove build output (not the test rootfs)

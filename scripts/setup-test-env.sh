@@ -29,12 +29,21 @@ packages=(
   util-linux       # unshare(1) for `make check`, setpriv(1) for the rootless tests
   uidmap           # newuidmap/newgidmap: rootless containers with more than one id
   passwd           # useradd/userdel: the rootless tests make a user of their own
+  mount            # losetup: a block device of the tests' own for the I/O limits
   shellcheck       # lints the scripts
   ruby             # parses the Vagrantfile (ruby -c)
   python3 python3-venv  # runs Docker's Dockerfile parser, to lint Dockerfile.dev
 )
 tools=${MYRUNTIME_TOOLS:-$HOME/.cache/myruntime}
 cargo_bin=${CARGO_HOME:-$HOME/.cargo}/bin
+# On a host that is not pure cgroup v2, `make test` also boots a v2 kernel
+# under qemu (scripts/vm-test): these are its parts.
+vm_packages=(
+  linux-image-amd64  # a kernel whose cgroups are pure v2 once booted
+  qemu-system-x86    # the emulator (software emulation: nested KVM hangs)
+  kmod               # modprobe, for the loop module inside the guest
+)
+virtme_ng_version=1.42
 mdbook_version=0.5.4
 alpine_version=3.20.3
 alpine_url=https://dl-cdn.alpinelinux.org/alpine/v${alpine_version%.*}/releases/x86_64/alpine-minirootfs-${alpine_version}-x86_64.tar.gz
@@ -45,9 +54,12 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 is_root() { [ "$(id -u)" -eq 0 ]; }
 
+pure_v2() { [ "$(stat -f -c %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ]; }
+
 install_packages() {
-  local missing=()
-  for p in "${packages[@]}"; do
+  local missing=() wanted=("${packages[@]}")
+  pure_v2 || wanted+=("${vm_packages[@]}")
+  for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   if [ ${#missing[@]} -eq 0 ]; then
@@ -87,6 +99,20 @@ install_python_tools() {
   python3 -m venv "$venv" || die "python3 -m venv failed (apt-get install python3-venv)"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check dockerfile==3.4.0 \
     || die "pip install dockerfile failed; it is needed to lint Dockerfile.dev"
+}
+
+install_virtme_ng() {
+  # virtme-ng boots a kernel with the host's filesystem shared: the cgroup
+  # v2 job of `make test` on hosts that are not pure v2.
+  pure_v2 && return
+  local venv=$tools/venv
+  if [ -x "$venv/bin/vng" ]; then
+    say "virtme-ng: present"
+    return
+  fi
+  say "installing virtme-ng $virtme_ng_version into $venv (for the cgroup v2 VM job)"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "virtme-ng==$virtme_ng_version" \
+    || die "pip install virtme-ng failed; it is needed for the cgroup v2 VM job"
 }
 
 install_mdbook() {
@@ -210,11 +236,13 @@ main() {
     --packages-only)
       install_packages
       install_python_tools
+      install_virtme_ng
       install_mdbook
       ;;
     "")
       install_packages
       install_python_tools
+      install_virtme_ng
       install_mdbook
       prepare_rootfs
       ;;

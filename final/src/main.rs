@@ -1,7 +1,7 @@
 //! `myruntime`: the full runtime, composed from the workbook's stages.
 //!
 //! Each stage's crate owns one primitive; `myruntime` composes them and adds
-//! nothing of its own to the start sequence. Today it runs what stage 04 runs; without `--rootfs` the container keeps the
+//! nothing of its own to the start sequence. Today it runs what stage 05 runs; without `--rootfs` the container keeps the
 //! host's root filesystem.
 
 use std::process::ExitCode;
@@ -17,6 +17,6 @@ fn main() -> ExitCode {
         run_about: "Run COMMAND in a new container and exit with its status",
         required: &[],
     };
-    cli::run_main(binary, stage04_user::container)
+    cli::run_main(binary, stage05_cgroups::container)
 }
 // ANCHOR_END: main

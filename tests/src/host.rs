@@ -146,6 +146,16 @@ pub struct TempUser {
     pub gid: u32,
 }
 
+/// `nobody`, an unprivileged user every system has (no subordinate ids, no
+/// home): for rootless tests that need no user of their own.
+pub fn nobody() -> TempUser {
+    TempUser {
+        name: "nobody".into(),
+        uid: 65534,
+        gid: 65534,
+    }
+}
+
 /// A user with subordinate ids (`useradd` gives a normal user a range in
 /// /etc/subuid and /etc/subgid).
 pub fn rootless_user() -> &'static TempUser {
@@ -305,4 +315,229 @@ pub fn owner(path: &std::path::Path) -> (u32, u32) {
     use std::os::unix::fs::MetadataExt;
     let m = fs::symlink_metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
     (m.uid(), m.gid())
+}
+
+/// Whether this host's cgroups are v2 (unified); otherwise the limits live
+/// in v1 hierarchies (legacy or hybrid).
+pub fn cgroup_v2() -> bool {
+    nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+}
+
+/// The host directory of cgroup `path` (as /proc/PID/cgroup shows it) for
+/// `controller`: /sys/fs/cgroup/PATH on v2, /sys/fs/cgroup/CONTROLLER/PATH on v1.
+pub fn cgroup_dir(controller: &str, path: &str) -> std::path::PathBuf {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let path = path.trim_start_matches('/');
+    if cgroup_v2() {
+        root.join(path)
+    } else {
+        root.join(controller).join(path)
+    }
+}
+
+/// The cgroup of process `pid` for `controller` (v1), or its one cgroup (v2),
+/// from /proc/PID/cgroup.
+pub fn cgroup_of(pid: i32, controller: &str) -> Option<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines().find_map(|line| {
+        let mut f = line.splitn(3, ':');
+        let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+        let wanted = if cgroup_v2() {
+            controllers.is_empty()
+        } else {
+            controllers.split(',').any(|c| c == controller)
+        };
+        wanted.then(|| path.to_owned())
+    })
+}
+
+/// A cgroup parent of a test's own (`--cgroup-parent`), so that the test can
+/// see exactly which cgroups its containers made; removed when dropped.
+#[derive(Debug)]
+pub struct CgroupParent(pub String);
+
+impl CgroupParent {
+    pub fn new() -> CgroupParent {
+        CgroupParent(unique_tag("mrt-test"))
+    }
+
+    /// The cgroups below it, for `controller`.
+    pub fn children(&self, controller: &str) -> Vec<String> {
+        fs::read_dir(cgroup_dir(controller, &self.0))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Default for CgroupParent {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        remove_cgroup_everywhere(&self.0);
+    }
+}
+
+/// rmdir the cgroup `path` (and, first, what is left below it) in every
+/// hierarchy.
+pub fn remove_cgroup_everywhere(path: &str) {
+    remove_cgroup(path, true);
+}
+
+fn remove_cgroup(path: &str, with_children: bool) {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let mut dirs = vec![root.join(path)];
+    if let Ok(hierarchies) = fs::read_dir(root) {
+        dirs.extend(hierarchies.flatten().map(|h| h.path().join(path)));
+    }
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        if !with_children {
+            let _ = fs::remove_dir(dir);
+            continue;
+        }
+        if let Ok(children) = fs::read_dir(dir) {
+            for child in children.flatten().filter(|c| c.path().is_dir()) {
+                let _ = fs::remove_dir(child.path());
+            }
+        }
+        let _ = fs::remove_dir(dir);
+    }
+}
+
+/// What a runtime leaves for all its containers, like docker's `docker`
+/// cgroup: the default cgroup parent and the runtime directory. Removed when
+/// the test process exits, if no container is using them.
+pub fn remove_runtime_leftovers_at_exit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    extern "C" fn cleanup() {
+        // Only if empty: a container may still be using it.
+        remove_cgroup("myruntime", false);
+        let _ = fs::remove_dir("/run/myruntime/cgroups");
+        let _ = fs::remove_dir("/run/myruntime");
+    }
+    // SAFETY: registering a plain extern "C" function.
+    ONCE.call_once(|| unsafe {
+        libc::atexit(cleanup);
+    });
+}
+
+/// A loop device over a small file, for the I/O limit tests (a block device
+/// of the test's own, on any host); detached when dropped.
+#[derive(Debug)]
+pub struct LoopDevice {
+    pub path: std::path::PathBuf,
+    backing: tempfile::NamedTempFile,
+}
+
+impl LoopDevice {
+    pub fn create() -> LoopDevice {
+        let backing = tempfile::NamedTempFile::new().expect("a backing file");
+        backing
+            .as_file()
+            .set_len(8 << 20)
+            .expect("size the backing file");
+        let out = std::process::Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(backing.path())
+            .output()
+            .expect("losetup is missing (apt-get install mount)");
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = String::from_utf8_lossy(&out.stdout).trim().into();
+        LoopDevice { path, backing }
+    }
+
+    /// MAJOR:MINOR.
+    pub fn numbers(&self) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let rdev = fs::metadata(&self.path)
+            .expect("stat the loop device")
+            .rdev();
+        format!("{}:{}", libc::major(rdev), libc::minor(rdev))
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .arg("-d")
+            .arg(&self.path)
+            .status();
+        let _ = &self.backing;
+    }
+}
+
+/// A cgroup v2 subtree delegated to `uid`, as systemd delegates
+/// user@UID.service: the directory and its cgroup.procs, cgroup.threads and
+/// cgroup.subtree_control belong to the user, and processes start in a leaf
+/// below it (`launch`), since a cgroup with processes cannot hand
+/// controllers down. Removed when dropped.
+#[derive(Debug)]
+pub struct DelegatedCgroup {
+    pub name: String,
+}
+
+impl DelegatedCgroup {
+    pub fn new(uid: u32, gid: u32) -> DelegatedCgroup {
+        let name = unique_tag("mrt-delegated");
+        let root = std::path::Path::new("/sys/fs/cgroup");
+        // The root hands its controllers down to its children.
+        let controllers = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        for c in controllers.split_whitespace() {
+            let _ = fs::write(root.join("cgroup.subtree_control"), format!("+{c}"));
+        }
+        let dir = root.join(&name);
+        fs::create_dir_all(dir.join("launch")).expect("make the delegated cgroup");
+        let chown = |p: &std::path::Path| {
+            let _ = nix::unistd::chown(
+                p,
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            );
+        };
+        for p in [dir.clone(), dir.join("launch")] {
+            chown(&p);
+            for f in ["cgroup.procs", "cgroup.threads", "cgroup.subtree_control"] {
+                chown(&p.join(f));
+            }
+        }
+        DelegatedCgroup { name }
+    }
+
+    /// Where a process must be written to start in the delegated subtree.
+    pub fn launch_procs(&self) -> std::path::PathBuf {
+        std::path::Path::new("/sys/fs/cgroup")
+            .join(&self.name)
+            .join("launch/cgroup.procs")
+    }
+}
+
+impl Drop for DelegatedCgroup {
+    fn drop(&mut self) {
+        // Depth first: myruntime/<id>, myruntime, launch, then the subtree.
+        let root = std::path::Path::new("/sys/fs/cgroup").join(&self.name);
+        let mut dirs = Vec::new();
+        let mut stack = vec![root];
+        while let Some(d) = stack.pop() {
+            if let Ok(rd) = fs::read_dir(&d) {
+                stack.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+            }
+            dirs.push(d);
+        }
+        for d in dirs.iter().rev() {
+            let _ = fs::remove_dir(d);
+        }
+    }
 }

@@ -59,6 +59,7 @@ impl Runtime {
             None => workspace_bin(default_bin),
         };
         check_runnable(&bin);
+        host::remove_runtime_leftovers_at_exit();
         let rootfs = std::env::var(RUNTIME_NEEDS_ROOTFS).is_ok_and(|v| v == "1");
         Runtime { bin, rootfs }
     }

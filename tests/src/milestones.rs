@@ -126,6 +126,55 @@ pub const MILESTONES: &[Milestone] = &[
         title: "an IPC namespace: System V and POSIX queues invisible in both directions",
         chapter: "book/src/stage04-user.md",
     },
+    Milestone {
+        id: "05.1",
+        suite: "stage05",
+        module: "m1_memory",
+        title: "past --memory the OOM killer ends the container: 137 and a message saying so",
+        chapter: "book/src/stage05-cgroups.md",
+    },
+    Milestone {
+        id: "05.2",
+        suite: "stage05",
+        module: "m2_pids",
+        title: "a fork bomb never exceeds --pids-limit, and the host stays responsive",
+        chapter: "book/src/stage05-cgroups.md",
+    },
+    Milestone {
+        id: "05.3",
+        suite: "stage05",
+        module: "m3_cpu",
+        title: "--cpus 0.5 holds a busy loop near half a CPU; --cpu-shares lands as a weight",
+        chapter: "book/src/stage05-cgroups.md",
+    },
+    Milestone {
+        id: "05.4",
+        suite: "stage05",
+        module: "m4_io",
+        title: "I/O weight and device limits land where the kernel reads them",
+        chapter: "book/src/stage05-cgroups.md",
+    },
+    Milestone {
+        id: "05.5",
+        suite: "stage05",
+        module: "m5_lifecycle",
+        title: "one cgroup per container, from before COMMAND runs until after it ends, even after a killed runtime",
+        chapter: "book/src/stage05-cgroups.md",
+    },
+    Milestone {
+        id: "05.6",
+        suite: "stage05",
+        module: "m6_rootless",
+        title: "rootless on cgroup v2 uses the subtree delegated to the user",
+        chapter: "book/src/stage05-cgroups.md",
+    },
+    Milestone {
+        id: "05.7",
+        suite: "stage05",
+        module: "m7_bad_input",
+        title: "limits that cannot be met are refused with one line; rootless without delegation says what was not applied",
+        chapter: "book/src/stage05-cgroups.md",
+    },
 ];
 
 /// The suites, in order, each once.

@@ -81,6 +81,17 @@ impl Run {
         self
     }
 
+    /// Start the runtime through `prefix` (a command that ends by executing
+    /// the runtime with its arguments, such as `sh -c '...; exec "$@"' sh`).
+    pub fn through(mut self, prefix: &[&str]) -> Run {
+        self.bin = crate::runnable_by_anyone(&self.bin);
+        let mut args: Vec<OsString> = prefix[1..].iter().map(OsString::from).collect();
+        args.push(std::mem::replace(&mut self.bin, PathBuf::from(prefix[0])).into());
+        args.append(&mut self.args);
+        self.args = args;
+        self
+    }
+
     /// Set a variable in the runtime's own environment.
     pub fn env(mut self, key: &str, value: &str) -> Run {
         self.envs.push((key.into(), value.into()));

@@ -5,11 +5,12 @@
 use assert_cmd::Command;
 use rstest::rstest;
 
-const BINARIES: [&str; 5] = [
+const BINARIES: [&str; 6] = [
     "stage01-uts",
     "stage02-pid",
     "stage03-mount",
     "stage04-user",
+    "stage05-cgroups",
     "myruntime",
 ];
 
@@ -54,6 +55,12 @@ fn help_is_reviewed(
 #[case::bad_env("bad_env", &["run", "--rootfs", "/", "-e", "=x", "true"][..])]
 #[case::bad_user("bad_user", &["run", "--rootfs", "/", "--user", "a:b:c", "true"][..])]
 #[case::bad_uidmap("bad_uidmap", &["run", "--rootfs", "/", "--uidmap", "0:100000", "true"][..])]
+#[case::bad_memory("bad_memory", &["run", "--rootfs", "/", "--memory", "lots", "true"][..])]
+#[case::bad_cpus("bad_cpus", &["run", "--rootfs", "/", "--cpus", "0", "true"][..])]
+#[case::bad_pids("bad_pids", &["run", "--rootfs", "/", "--pids-limit", "0", "true"][..])]
+#[case::swap_without_memory("swap_without_memory", &["run", "--rootfs", "/", "--memory-swap", "1g", "true"][..])]
+#[case::bad_device("bad_device", &["run", "--rootfs", "/", "--device-read-bps", "/dev/null:1m", "true"][..])]
+#[case::bad_cgroup_parent("bad_cgroup_parent", &["run", "--rootfs", "/", "--cgroup-parent", "../x", "true"][..])]
 fn usage_errors_are_one_reviewed_line_and_125(#[case] case: &str, #[case] args: &[&str]) {
     let mut lines = Vec::new();
     for bin in BINARIES {

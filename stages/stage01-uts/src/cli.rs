@@ -187,6 +187,12 @@ pub fn exit(result: Result<ExitStatus, Error>) -> ExitCode {
     }
 }
 
+/// A line on stderr about what happened to the container (an OOM kill,
+/// say): not an error of the runtime, but something the user must know.
+pub fn note(message: impl Display) {
+    eprintln!("{}: {message}", program());
+}
+
 /// A warning line on stderr: something went wrong that did not stop the run
 /// (a cleanup that failed, say).
 pub fn warn(message: impl Display) {

@@ -205,6 +205,9 @@ pub trait Primitive {
 pub struct Container {
     ctx: Context,
     primitives: Vec<Box<dyn Primitive>>,
+    /// Where the primitives added with `with_last` begin: `with` inserts
+    /// before them.
+    last: usize,
 }
 
 impl Container {
@@ -214,12 +217,15 @@ impl Container {
         Container {
             ctx: Context::new(process),
             primitives: Vec::new(),
+            last: 0,
         }
     }
 
-    /// Add a primitive. Their `setup` hooks run in the order they were added.
+    /// Add a primitive. Their `setup` hooks run in the order they were added
+    /// (before those added with [`Container::with_last`]).
     pub fn with(mut self, primitive: impl Primitive + 'static) -> Self {
-        self.primitives.push(Box::new(primitive));
+        self.primitives.insert(self.last, Box::new(primitive));
+        self.last += 1;
         self
     }
 
@@ -229,6 +235,16 @@ impl Container {
     /// a file.
     pub fn with_first(mut self, primitive: impl Primitive + 'static) -> Self {
         self.primitives.insert(0, Box::new(primitive));
+        self.last += 1;
+        self
+    }
+
+    /// Add a primitive whose `setup` must run after every other's, however
+    /// many later stages add: switching to the container's user (stage 04),
+    /// after which the process may have no privilege left for any other
+    /// step.
+    pub fn with_last(mut self, primitive: impl Primitive + 'static) -> Self {
+        self.primitives.push(Box::new(primitive));
         self
     }
 
@@ -558,6 +574,19 @@ mod tests {
             self.1.borrow_mut().push(format!("cleanup {}", self.0));
             Ok(())
         }
+    }
+
+    #[test]
+    fn first_and_last_hold_whatever_is_added_later() {
+        let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let c = Container::new(Process::new(vec!["x".into()]))
+            .with(Hooks("a", log.clone(), false))
+            .with_last(Hooks("user", log.clone(), false))
+            .with_first(Hooks("userns", log.clone(), false))
+            .with(Hooks("later", log.clone(), false))
+            .with_syscall(Recorder::default());
+        let names: Vec<&str> = c.primitives.iter().map(|p| p.name()).collect();
+        assert_eq!(names, ["userns", "a", "later", "user"]);
     }
 
     #[test]

@@ -32,8 +32,9 @@ pub fn container(args: &cli::RunArgs) -> Container {
         // container's process cannot even create a file.
         .with_first(userns::UserNs::new(request))
         .with(ipc::Ipc)
-        // Last: after it, the process may have no privilege left.
-        .with(user::User::new(
+        // Last, whatever later stages add: after it, the process may have no
+        // privilege left.
+        .with_last(user::User::new(
             args.user.clone(),
             args.base.rootfs.clone(),
             home_given,

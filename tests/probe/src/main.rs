@@ -19,6 +19,9 @@
 //! | `escape MARKER` | tries the classic chroot escape, then prints `{"escaped":bool}`: whether the host path MARKER became visible |
 //! | `mknod PATH MAJOR MINOR` | tries to make a character device; prints `{"ok":…,"errno":…}` |
 //! | `ipc KEY NAME` | prints the System V message queue keys and POSIX queues it sees, creates a queue of each kind (KEY, /NAME), prints `ready`, and waits for SIGTERM |
+//! | `alloc MB` | allocates and touches MB mebibytes, one at a time, then prints `{"allocated":MB}` |
+//! | `burn SECS` | spins for SECS seconds of wall time, then prints `{"cpu":…,"wall":…}` (seconds) |
+//! | `forkbomb SECS` | forks sleeping children as fast as it can for SECS seconds, then prints `{"forked":N,"refused":M}` |
 //! | `orphan` | leaves an orphan that exits after being re-parented, waits, and prints `{"zombies":[…]}`: the zombies left in its PID namespace |
 
 use std::io::Write;
@@ -68,6 +71,9 @@ fn main() -> ExitCode {
         ["stat", path] => print_json(&stat(path)),
         ["escape", marker] => print_json(&escape(marker)),
         ["mknod", path, major, minor] => print_json(&mknod(path, major, minor)),
+        ["alloc", mb] => print_json(&alloc(mb.parse().unwrap_or(0))),
+        ["burn", secs] => print_json(&burn(secs.parse().unwrap_or(1.0))),
+        ["forkbomb", secs] => print_json(&forkbomb(secs.parse().unwrap_or(1.0))),
         ["ipc", key, name] => return ipc(key, name),
         ["sethostname", name] => {
             // SAFETY: the pointer and length describe `name`.
@@ -302,4 +308,60 @@ fn ipc(key: &str, name: &str) -> ExitCode {
     }
     signals();
     ExitCode::SUCCESS
+}
+
+fn alloc(mb: usize) -> serde_json::Value {
+    let mut chunks: Vec<Vec<u8>> = Vec::with_capacity(mb);
+    for _ in 0..mb {
+        // Touch every page: only memory written to is charged.
+        chunks.push(vec![1u8; 1 << 20]);
+    }
+    let kept: usize = chunks.iter().map(|c| c.len() >> 20).sum();
+    serde_json::json!({ "allocated": kept })
+}
+
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        let mut u = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(usage.ru_utime) + t(usage.ru_stime)
+}
+
+fn burn(secs: f64) -> serde_json::Value {
+    let start = std::time::Instant::now();
+    let cpu0 = cpu_seconds();
+    let mut x: u64 = 0;
+    while start.elapsed().as_secs_f64() < secs {
+        for i in 0..100_000u64 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+    }
+    serde_json::json!({ "cpu": cpu_seconds() - cpu0, "wall": start.elapsed().as_secs_f64() })
+}
+
+fn forkbomb(secs: f64) -> serde_json::Value {
+    let start = std::time::Instant::now();
+    let (mut forked, mut refused) = (0u64, 0u64);
+    while start.elapsed().as_secs_f64() < secs {
+        // SAFETY: the child only sleeps and exits; the parent counts.
+        match unsafe { libc::fork() } {
+            0 => {
+                std::thread::sleep(Duration::from_secs(3600));
+                // SAFETY: _exit is always safe.
+                unsafe { libc::_exit(0) };
+            }
+            -1 => {
+                refused += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            _ => forked += 1,
+        }
+    }
+    // The children go with PID 1 when the probe exits.
+    serde_json::json!({ "forked": forked, "refused": refused })
 }
