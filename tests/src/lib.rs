@@ -182,3 +182,41 @@ pub fn runnable_by_anyone(bin: &Path) -> PathBuf {
     copies.insert(bin.to_path_buf(), copy.clone());
     copy
 }
+
+/// The data directory (`MYRUNTIME_ROOT`) every run of this test process
+/// uses, removed when the process exits.
+pub fn store_root() -> PathBuf {
+    store_root_for(0)
+}
+
+/// [`store_root`] for runs as the user `uid`: a directory that user owns.
+pub fn store_root_for(uid: u32) -> PathBuf {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static ROOTS: Mutex<Option<HashMap<u32, PathBuf>>> = Mutex::new(None);
+    extern "C" fn remove_roots() {
+        if let Ok(roots) = ROOTS.lock() {
+            for dir in roots.iter().flat_map(|r| r.values()) {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+    let mut roots = ROOTS.lock().unwrap_or_else(|p| p.into_inner());
+    if roots.is_none() {
+        // SAFETY: registering a plain extern "C" function.
+        unsafe { libc::atexit(remove_roots) };
+    }
+    let roots = roots.get_or_insert_with(HashMap::new);
+    roots
+        .entry(uid)
+        .or_insert_with(|| {
+            let dir = std::env::temp_dir().join(format!(
+                "myruntime-suite-{}-store-{uid}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&dir).expect("make the suite's data directory");
+            let _ = nix::unistd::chown(&dir, Some(nix::unistd::Uid::from_raw(uid)), None);
+            dir
+        })
+        .clone()
+}

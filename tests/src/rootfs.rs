@@ -45,6 +45,22 @@ impl Rootfs {
         Rootfs::make(&N.fetch_add(1, Ordering::Relaxed).to_string())
     }
 
+    /// A fresh copy owned by `uid`:`gid`, as a rootless user's own rootfs
+    /// (unpacked by that user) is: inside its user namespace, root's.
+    pub fn private_owned_by(uid: u32, gid: u32) -> Rootfs {
+        let rootfs = Rootfs::private();
+        let status = Command::new("chown")
+            .args(["-R", "-h", &format!("{uid}:{gid}"), "--"])
+            .arg(&rootfs.path)
+            .status()
+            .expect("run chown");
+        assert!(
+            status.success(),
+            "cannot chown the rootfs copy to {uid}:{gid}"
+        );
+        rootfs
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

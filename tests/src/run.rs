@@ -36,7 +36,8 @@ impl Run {
             args: Vec::new(),
             stdin: Vec::new(),
             probe: crate::probe().to_path_buf(),
-            envs: Vec::new(),
+            // Tests always use a data directory of their own.
+            envs: vec![("MYRUNTIME_ROOT".into(), crate::store_root().into())],
             user: None,
         }
     }
@@ -77,6 +78,11 @@ impl Run {
             ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
             ("HOME".into(), "/".into()),
             ("USER".into(), user.name.clone().into()),
+            // The user's own: an ordinary user cannot write the suite's.
+            (
+                "MYRUNTIME_ROOT".into(),
+                crate::store_root_for(user.uid).into(),
+            ),
         ];
         self
     }

@@ -254,23 +254,35 @@ mod m2_userns {
 mod m3_rootless {
     use super::*;
 
+    /// A rootless user's rootfs is its own (it unpacked it): inside its user
+    /// namespace, root's.
+    fn own_rootfs(user: &host::TempUser) -> Rootfs {
+        Rootfs::private_owned_by(user.uid, user.gid)
+    }
+
     #[rstest]
     fn an_ordinary_user_is_root_inside_and_itself_outside(rt: Runtime) {
         let user = host::rootless_user();
+        let rootfs = own_rootfs(user);
         let (sub, count) = user
             .subordinate_uids()
             .expect("useradd gives a normal user subordinate ids");
         let dir = open_dir();
         let spec = format!("{}:/data", dir.path().display());
         let out = rt
-            .run()
+            .run_in(&rootfs)
             .as_user(user)
             .args(["-v", &spec])
             .probe(&["write", "/data/made-rootless"])
             .output();
         assert_eq!(json(&out)["ok"], true, "{}", out.describe());
         assert_eq!(host::owner(&dir.path().join("made-rootless")).0, user.uid);
-        let report = rt.run().as_user(user).probe(&["report"]).output().report();
+        let report = rt
+            .run_in(&rootfs)
+            .as_user(user)
+            .probe(&["report"])
+            .output()
+            .report();
         assert_eq!(report.uid, 0, "the user is root inside");
         assert_eq!(
             map_lines(&report.uid_map),
@@ -281,8 +293,9 @@ mod m3_rootless {
     #[rstest]
     fn everything_of_stages_01_to_03_works_rootless(rt: Runtime) {
         let user = host::rootless_user();
+        let rootfs = own_rootfs(user);
         let out = rt
-            .run()
+            .run_in(&rootfs)
             .as_user(user)
             .args(["--hostname", "rootless"])
             .probe(&["report"])
@@ -305,7 +318,11 @@ mod m3_rootless {
                 "{point} not mounted rootless"
             );
         }
-        let dev = rt.run().as_user(user).probe(&["ls", "/dev"]).output();
+        let dev = rt
+            .run_in(&rootfs)
+            .as_user(user)
+            .probe(&["ls", "/dev"])
+            .output();
         assert!(
             json(&dev)["entries"]
                 .as_array()
@@ -316,14 +333,14 @@ mod m3_rootless {
             dev.describe()
         );
         let null = rt
-            .run()
+            .run_in(&rootfs)
             .as_user(user)
             .probe(&["write", "/dev/null"])
             .output();
         assert_eq!(json(&null)["ok"], true, "{}", null.describe());
         let marker = tempfile::NamedTempFile::new().unwrap();
         let escape = rt
-            .run()
+            .run_in(&rootfs)
             .as_user(user)
             .probe(&["escape", &marker.path().to_string_lossy()])
             .output();
@@ -333,11 +350,12 @@ mod m3_rootless {
     #[rstest]
     fn a_rootless_user_switch_lands_on_a_subordinate_id(rt: Runtime) {
         let user = host::rootless_user();
+        let rootfs = own_rootfs(user);
         let (sub, _) = user.subordinate_uids().unwrap();
         let dir = open_dir();
         let spec = format!("{}:/data", dir.path().display());
         let out = rt
-            .run()
+            .run_in(&rootfs)
             .as_user(user)
             .args(["-v", &spec, "--user", "1000:1000"])
             .probe(&["write", "/data/made-by-1000"])
@@ -349,7 +367,13 @@ mod m3_rootless {
     #[rstest]
     fn without_subordinate_ids_only_the_user_is_mapped(rt: Runtime) {
         let user = host::system_user();
-        let report = rt.run().as_user(user).probe(&["report"]).output().report();
+        let rootfs = own_rootfs(user);
+        let report = rt
+            .run_in(&rootfs)
+            .as_user(user)
+            .probe(&["report"])
+            .output()
+            .report();
         assert_eq!(map_lines(&report.uid_map), [(0, user.uid, 1)]);
         assert_eq!(report.uid, 0);
     }
@@ -357,8 +381,9 @@ mod m3_rootless {
     #[rstest]
     fn what_cannot_work_rootless_is_refused_and_says_so(rt: Runtime) {
         let user = host::rootless_user();
+        let rootfs = own_rootfs(user);
         let out = rt
-            .run()
+            .run_in(&rootfs)
             .as_user(user)
             .args(["--uidmap", "0:0:1"])
             .probe(&["report"])
@@ -375,8 +400,9 @@ mod m3_rootless {
             out.describe()
         );
         let single = host::system_user();
+        let single_rootfs = own_rootfs(single);
         let out = rt
-            .run()
+            .run_in(&single_rootfs)
             .as_user(single)
             .args(["--user", "1000"])
             .probe(&["report"])

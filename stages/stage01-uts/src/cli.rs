@@ -82,15 +82,22 @@ pub struct Binary {
     pub required: &'static [&'static str],
 }
 
-/// The command line of a binary whose one verb is `run`: global options, then
-/// `run` with arguments `A` (each stage's `RunArgs`).
+/// The command line of a binary whose one verb is `run`: global options
+/// (those every binary has, and a stage's own, `G`), then `run` with
+/// arguments `A` (each stage's `RunArgs`).
 #[derive(Debug, Parser)]
-pub struct RunOnly<A: clap::Args> {
+pub struct RunOnly<A: clap::Args, G: clap::Args> {
     #[command(flatten)]
     pub global: GlobalArgs,
+    #[command(flatten)]
+    pub stage_global: G,
     #[command(subcommand)]
     pub verb: RunVerb<A>,
 }
+
+/// No global options of a stage's own (stages 01 to 05).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct NoGlobals {}
 
 #[derive(Debug, Subcommand)]
 pub enum RunVerb<A: clap::Args> {
@@ -105,7 +112,17 @@ pub fn run_main<A: clap::Args>(
     binary: Binary,
     container: impl FnOnce(&A) -> Container,
 ) -> ExitCode {
-    let command = RunOnly::<A>::command()
+    run_main_with::<A, NoGlobals>(binary, |args, _| container(args))
+}
+// ANCHOR_END: run_main
+
+/// [`run_main`], for a stage with global options of its own (`G`; stage
+/// 06's `--root`), which its container also gets.
+pub fn run_main_with<A: clap::Args, G: clap::Args>(
+    binary: Binary,
+    container: impl FnOnce(&A, &G) -> Container,
+) -> ExitCode {
+    let command = RunOnly::<A, G>::command()
         .name(binary.name)
         .bin_name(binary.name)
         .version(binary.version)
@@ -118,12 +135,11 @@ pub fn run_main<A: clap::Args>(
                     run.mut_arg(*id, |arg| arg.required(true))
                 })
         });
-    let cli: RunOnly<A> = parse_as(command);
+    let cli: RunOnly<A, G> = parse_as(command);
     crate::explain::init(cli.global.explain);
     let RunVerb::Run(args) = cli.verb;
-    exit(container(&args).run())
+    exit(container(&args, &cli.stage_global).run())
 }
-// ANCHOR_END: run_main
 
 static PROGRAM: OnceLock<String> = OnceLock::new();
 

@@ -22,6 +22,8 @@
 //! and so on. Each is a [`Primitive`] with a few hooks, and a stage's
 //! container is its predecessor's with one more primitive.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -115,6 +117,10 @@ pub struct Context {
     pub sys: Box<dyn Syscall>,
     /// In the container's process: the write end of the error pipe.
     error_pipe: Option<OwnedFd>,
+    /// Facts one primitive tells later ones, one value per type: where the
+    /// rootfs is mounted (stage 06 tells stage 03), which host ids the
+    /// container's root has (stage 04 tells stage 06).
+    facts: HashMap<TypeId, Box<dyn Any>>,
 }
 
 impl Context {
@@ -126,7 +132,19 @@ impl Context {
             process,
             sys: Box::new(Linux),
             error_pipe: None,
+            facts: HashMap::new(),
         }
+    }
+
+    /// Tell the primitives that come later `fact` (replacing an earlier one
+    /// of the same type).
+    pub fn tell<T: Any>(&mut self, fact: T) {
+        self.facts.insert(TypeId::of::<T>(), Box::new(fact));
+    }
+
+    /// What an earlier primitive told, if it did.
+    pub fn fact<T: Any>(&self) -> Option<&T> {
+        self.facts.get(&TypeId::of::<T>())?.downcast_ref()
     }
 
     /// Close this process's copy of the error pipe. A primitive that forks
@@ -205,6 +223,9 @@ pub trait Primitive {
 pub struct Container {
     ctx: Context,
     primitives: Vec<Box<dyn Primitive>>,
+    /// Where the primitives added with `with` begin (after those added with
+    /// `with_first`).
+    middle: usize,
     /// Where the primitives added with `with_last` begin: `with` inserts
     /// before them.
     last: usize,
@@ -217,6 +238,7 @@ impl Container {
         Container {
             ctx: Context::new(process),
             primitives: Vec::new(),
+            middle: 0,
             last: 0,
         }
     }
@@ -229,12 +251,15 @@ impl Container {
         self
     }
 
-    /// Add a primitive whose `setup` must run before every other's. Only the
-    /// user namespace needs this (stage 04): until the container's process
-    /// has taken an identity that is mapped inside it, it cannot even create
-    /// a file.
+    /// Add a primitive whose hooks must run before those of every primitive
+    /// added with `with`; among themselves, such primitives run in the order
+    /// they were added. The user namespace needs this (stage 04): until the
+    /// container's process has taken an identity mapped inside it, it cannot
+    /// even create a file. So does the overlay (stage 06), which must be
+    /// mounted before the mount sequence of stage 03 uses it as the rootfs.
     pub fn with_first(mut self, primitive: impl Primitive + 'static) -> Self {
-        self.primitives.insert(0, Box::new(primitive));
+        self.primitives.insert(self.middle, Box::new(primitive));
+        self.middle += 1;
         self.last += 1;
         self
     }
@@ -272,10 +297,10 @@ impl Container {
     pub fn run(mut self) -> Result<ExitStatus, Error> {
         let mut prepared = 0;
         let result = self.start_and_wait(&mut prepared);
-        let cleaned = self.cleanup(prepared);
-        let status = result?;
-        cleaned?;
-        Ok(status)
+        // A cleanup that fails is a warning: the container already ran (or
+        // failed for its own reason), and its status is what the user asked.
+        self.cleanup(prepared);
+        result
     }
 
     fn start_and_wait(&mut self, prepared: &mut usize) -> Result<ExitStatus, Error> {
@@ -387,15 +412,12 @@ impl Container {
         let _ = self.ctx.sys.waitpid(child, None);
     }
 
-    fn cleanup(&mut self, prepared: usize) -> Result<(), Error> {
-        let mut first_error = None;
+    fn cleanup(&mut self, prepared: usize) {
         for primitive in self.primitives[..prepared].iter_mut().rev() {
             if let Err(err) = primitive.cleanup(&mut self.ctx) {
                 crate::cli::warn(format_args!("cleaning up {}: {err}", primitive.name()));
-                first_error.get_or_insert(err);
             }
         }
-        first_error.map_or(Ok(()), Err)
     }
 }
 
@@ -585,8 +607,19 @@ mod tests {
             .with_first(Hooks("userns", log.clone(), false))
             .with(Hooks("later", log.clone(), false))
             .with_syscall(Recorder::default());
+        let c = c.with_first(Hooks("overlay", log.clone(), false));
         let names: Vec<&str> = c.primitives.iter().map(|p| p.name()).collect();
-        assert_eq!(names, ["userns", "a", "later", "user"]);
+        assert_eq!(names, ["userns", "overlay", "a", "later", "user"]);
+    }
+
+    #[test]
+    fn facts_pass_from_one_primitive_to_the_next() {
+        #[derive(Debug, PartialEq)]
+        struct Where(&'static str);
+        let mut ctx = Context::new(Process::new(vec!["x".into()]));
+        assert_eq!(ctx.fact::<Where>(), None);
+        ctx.tell(Where("/merged"));
+        assert_eq!(ctx.fact::<Where>(), Some(&Where("/merged")));
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub struct Environment {
     /// The container's root filesystem, where a missing working directory is
     /// created; `None` for the host's root, where it is not.
     rootfs: Option<PathBuf>,
+    /// The rootfs is mounted inside the container: make the working
+    /// directory there.
+    create_inside: bool,
 }
 
 impl Environment {
@@ -35,6 +38,7 @@ impl Environment {
             workdir,
             hostname,
             rootfs,
+            create_inside: false,
         }
     }
 }
@@ -53,9 +57,12 @@ impl Primitive for Environment {
             ("HOSTNAME", self.hostname.clone()),
         ];
         ctx.process.env = Some(merge(&defaults, &self.vars, |key| std::env::var(key).ok()));
-        // A missing working directory is made in the rootfs, on the host, as
-        // docker does (inside, the container's user may not be allowed to).
-        if let (Some(root), Some(dir)) = (&self.rootfs, &self.workdir) {
+        if ctx.fact::<crate::mount::MountedRootfs>().is_some() {
+            // The rootfs exists only inside: `setup` makes the directory.
+            self.create_inside = true;
+        } else if let (Some(root), Some(dir)) = (&self.rootfs, &self.workdir) {
+            // A missing working directory is made in the rootfs, on the host,
+            // as docker does (inside, the container's user may not be able to).
             crate::volume::mountpoint(root, dir, true)?;
         }
         Ok(())
@@ -66,6 +73,9 @@ impl Primitive for Environment {
         let Some(dir) = &self.workdir else {
             return Ok(());
         };
+        if self.create_inside {
+            std::fs::create_dir_all(dir).map_err(|e| crate::dev::io_error("mkdir", dir, e))?;
+        }
         nix::unistd::chdir(dir.as_path()).map_err(|errno| {
             Error::syscall(
                 format!("chdir({:?})", dir.display().to_string()),

@@ -51,11 +51,14 @@ pub struct Mount {
     rootfs: Option<PathBuf>,
     volumes: Vec<Volume>,
     sys: Box<dyn MountSys>,
-    /// Made by `prepare`: where everything goes, as host paths.
+    /// Made by `prepare` (or by `setup` for a rootfs mounted inside):
+    /// where everything goes.
     plan: Option<Plan>,
+    /// The rootfs an earlier step mounts inside the container.
+    mounted: Option<PathBuf>,
 }
 
-/// The mount points, resolved inside the rootfs and created on the host.
+/// The mount points, resolved inside the rootfs and created.
 struct Plan {
     root: PathBuf,
     proc: PathBuf,
@@ -64,6 +67,40 @@ struct Plan {
     volumes: Vec<(Volume, PathBuf)>,
 }
 
+impl Plan {
+    /// Resolve and create every mount point inside `root`; every check comes
+    /// before the first mount point is made, so that refused input leaves the
+    /// rootfs as it was.
+    fn make(root: PathBuf, volumes: &[Volume]) -> Result<Plan, Error> {
+        let targets = volumes
+            .iter()
+            .map(|v| volume::check(&root, v))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dir = |path: &str| volume::mountpoint(&root, Path::new(path), true);
+        Ok(Plan {
+            proc: dir("/proc")?,
+            sys: dir("/sys")?,
+            dev: dir("/dev")?,
+            volumes: volumes
+                .iter()
+                .zip(targets)
+                .map(|(v, target)| {
+                    volume::mountpoint(&root, &v.target, v.source.is_dir())?;
+                    Ok((v.clone(), target))
+                })
+                .collect::<Result<_, Error>>()?,
+            root,
+        })
+    }
+}
+
+/// The rootfs is mounted at this path by an earlier step, inside the
+/// container's mount namespace (stage 06's overlay); the host side has
+/// nothing of it. Told through the context; when it is, the mount points
+/// are made in `setup`, inside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountedRootfs(pub PathBuf);
+
 impl Mount {
     pub fn new(rootfs: Option<PathBuf>, volumes: Vec<Volume>) -> Self {
         Mount {
@@ -71,6 +108,7 @@ impl Mount {
             volumes,
             sys: Box::new(Linux),
             plan: None,
+            mounted: None,
         }
     }
 
@@ -86,16 +124,27 @@ impl Primitive for Mount {
         "mount"
     }
 
+    /// Asked after `prepare`: a rootfs of its own, from the command line or
+    /// mounted by an earlier step, means a mount namespace.
     fn clone_flags(&self) -> CloneFlags {
-        match self.rootfs {
-            Some(_) => CloneFlags::CLONE_NEWNS,
-            None => CloneFlags::empty(),
+        match (&self.plan, &self.mounted) {
+            (None, None) => CloneFlags::empty(),
+            _ => CloneFlags::CLONE_NEWNS,
         }
     }
 
     /// On the host, before anything starts: refuse what cannot work, then
     /// make the mount points.
-    fn prepare(&mut self, _ctx: &mut Context) -> Result<(), Error> {
+    fn prepare(&mut self, ctx: &mut Context) -> Result<(), Error> {
+        if let Some(MountedRootfs(root)) = ctx.fact::<MountedRootfs>() {
+            // The rootfs exists only inside the container's mount namespace:
+            // the mount points are made there, in `setup`.
+            for v in &self.volumes {
+                volume::check_source(v)?;
+            }
+            self.mounted = Some(root.clone());
+            return Ok(());
+        }
         let Some(rootfs) = &self.rootfs else {
             if !self.volumes.is_empty() {
                 return Err(MountError::VolumesWithoutRootfs.into());
@@ -112,35 +161,15 @@ impl Primitive for Mount {
         // Absolute from here on: the container's process changes directory.
         let root =
             std::fs::canonicalize(rootfs).map_err(|_| MountError::RootfsMissing { path: shown })?;
-        // Every check before the first mount point is made, so that refused
-        // input leaves the rootfs as it was.
-        let targets = self
-            .volumes
-            .iter()
-            .map(|v| volume::check(&root, v))
-            .collect::<Result<Vec<_>, _>>()?;
-        let dir = |path: &str| volume::mountpoint(&root, Path::new(path), true);
-        let plan = Plan {
-            proc: dir("/proc")?,
-            sys: dir("/sys")?,
-            dev: dir("/dev")?,
-            volumes: self
-                .volumes
-                .iter()
-                .zip(targets)
-                .map(|(v, target)| {
-                    volume::mountpoint(&root, &v.target, v.source.is_dir())?;
-                    Ok((v.clone(), target))
-                })
-                .collect::<Result<_, Error>>()?,
-            root,
-        };
-        self.plan = Some(plan);
+        self.plan = Some(Plan::make(root, &self.volumes)?);
         Ok(())
     }
 
     /// In the container's process: build its mount table and enter it.
     fn setup(&mut self, _ctx: &mut Context) -> Result<(), Error> {
+        if let Some(root) = self.mounted.take() {
+            self.plan = Some(Plan::make(root, &self.volumes)?);
+        }
         let Some(plan) = &self.plan else {
             return Ok(());
         };
@@ -308,10 +337,32 @@ mod tests {
 
     #[test]
     fn the_hosts_root_needs_no_mount_namespace() {
-        assert_eq!(Mount::new(None, vec![]).clone_flags(), CloneFlags::empty());
-        assert_eq!(
-            Mount::new(Some("/x".into()), vec![]).clone_flags(),
-            CloneFlags::CLONE_NEWNS
+        let mut host_root = Mount::new(None, vec![]);
+        host_root.prepare(&mut context()).unwrap();
+        assert_eq!(host_root.clone_flags(), CloneFlags::empty());
+        let dir = rootfs();
+        let (own_root, _) = prepared(&dir, vec![], Recorder::default());
+        assert_eq!(own_root.clone_flags(), CloneFlags::CLONE_NEWNS);
+    }
+
+    #[test]
+    fn a_rootfs_mounted_inside_gets_its_mount_points_there() {
+        let dir = rootfs();
+        let merged = dir.path().join("merged");
+        std::fs::create_dir(&merged).unwrap();
+        let mut ctx = context();
+        ctx.tell(MountedRootfs(merged.clone()));
+        let sys = Recorder::default();
+        let calls = sys.calls.clone();
+        let mut mount = Mount::new(None, vec![]).with_sys(sys);
+        mount.prepare(&mut ctx).unwrap();
+        assert_eq!(mount.clone_flags(), CloneFlags::CLONE_NEWNS);
+        assert!(
+            !merged.join("proc").exists(),
+            "nothing is made on the host side"
         );
+        mount.setup(&mut ctx).unwrap();
+        assert!(merged.join("proc").is_dir(), "made in setup, inside");
+        assert!(calls.borrow().iter().any(|c| c.starts_with("pivot_root")));
     }
 }

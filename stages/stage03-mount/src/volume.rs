@@ -45,15 +45,22 @@ fn create(target: &Path, directory: bool) -> Result<(), Error> {
     Ok(())
 }
 
-/// On the host, before clone: the source must exist and the target must stay
-/// inside the rootfs. Returns the target's host path.
+/// The volume's source must exist on the host.
+pub fn check_source(volume: &Volume) -> Result<std::fs::Metadata, Error> {
+    std::fs::metadata(&volume.source).map_err(|_| {
+        MountError::VolumeSourceMissing {
+            volume: volume.to_string(),
+            path: volume.source.display().to_string(),
+        }
+        .into()
+    })
+}
+
+/// The source must exist and the target must stay inside the rootfs.
+/// Returns the target's path.
 pub fn check(root: &Path, volume: &Volume) -> Result<PathBuf, Error> {
     let shown = volume.to_string();
-    let source =
-        std::fs::metadata(&volume.source).map_err(|_| MountError::VolumeSourceMissing {
-            volume: shown.clone(),
-            path: volume.source.display().to_string(),
-        })?;
+    let source = check_source(volume)?;
     let target = resolve_in_root(root, &volume.target).map_err(|e| MountError::VolumeTarget {
         volume: shown.clone(),
         reason: e.to_string(),

@@ -34,10 +34,6 @@ pub fn container(args: &cli::RunArgs) -> Container {
         .with(ipc::Ipc)
         // Last, whatever later stages add: after it, the process may have no
         // privilege left.
-        .with_last(user::User::new(
-            args.user.clone(),
-            args.base.rootfs.clone(),
-            home_given,
-        ))
+        .with_last(user::User::new(args.user.clone(), home_given))
 }
 // ANCHOR_END: container

@@ -1,35 +1,24 @@
 //! `--user`: who COMMAND runs as.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::unistd::{Gid, Uid};
 use stage01_uts::{Context, Error, Primitive, explain};
-use stage03_mount::path::resolve_in_root;
 
-use crate::passwd::{Identity, UserSpec, resolve};
+use crate::passwd::{UserSpec, resolve};
 
 /// The container's user, set last, just before exec.
 // ANCHOR: user
 pub struct User {
     spec: Option<UserSpec>,
-    /// Where /etc/passwd and /etc/group are read: the rootfs, or the host's
-    /// root for a container without one.
-    rootfs: Option<PathBuf>,
     /// `-e HOME=...` was given: leave HOME alone.
     home_given: bool,
-    identity: Option<Identity>,
 }
 
 impl User {
-    pub fn new(spec: Option<UserSpec>, rootfs: Option<PathBuf>, home_given: bool) -> Self {
-        User {
-            spec,
-            rootfs,
-            home_given,
-            identity: None,
-        }
+    pub fn new(spec: Option<UserSpec>, home_given: bool) -> Self {
+        User { spec, home_given }
     }
 }
 
@@ -38,36 +27,22 @@ impl Primitive for User {
         "user"
     }
 
-    /// On the host: look the user up in the container's own files.
-    fn prepare(&mut self, ctx: &mut Context) -> Result<(), Error> {
+    /// In the container, the last step before exec: look the user up in the
+    /// container's own /etc/passwd and /etc/group (its root is `/` by now,
+    /// whatever made it: a directory, an overlay, an image), then become it.
+    /// After this the process may have lost the privileges every other step
+    /// needed.
+    fn setup(&mut self, ctx: &mut Context) -> Result<(), Error> {
         let Some(spec) = &self.spec else {
             return Ok(());
         };
-        let root = self.rootfs.clone().unwrap_or_else(|| PathBuf::from("/"));
-        let read = |file: &str| {
-            resolve_in_root(&root, Path::new(file))
-                .ok()
-                .and_then(|p| std::fs::read_to_string(p).ok())
-                .unwrap_or_default()
-        };
-        let identity =
+        let read = |file: &str| std::fs::read_to_string(file).unwrap_or_default();
+        let id =
             resolve(spec, &read("/etc/passwd"), &read("/etc/group")).map_err(Error::primitive)?;
-        if let (Some(home), false, Some(env)) =
-            (&identity.home, self.home_given, &mut ctx.process.env)
-        {
+        if let (Some(home), false, Some(env)) = (&id.home, self.home_given, &mut ctx.process.env) {
             env.retain(|kv| !kv.to_string_lossy().starts_with("HOME="));
             env.push(OsString::from(format!("HOME={home}")));
         }
-        self.identity = Some(identity);
-        Ok(())
-    }
-
-    /// In the container, the last step before exec: after it, the process
-    /// may have lost the privileges every other step needed.
-    fn setup(&mut self, _ctx: &mut Context) -> Result<(), Error> {
-        let Some(id) = &self.identity else {
-            return Ok(());
-        };
         fn not_mapped(what: &'static str, n: u32) -> impl FnOnce(Errno) -> Error {
             move |errno| match errno {
                 Errno::EINVAL => Error::primitive(NotMapped { what, id: n }),

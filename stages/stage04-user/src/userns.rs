@@ -248,6 +248,14 @@ pub fn plan(request: &Request, host: &Host) -> Result<Option<Plan>, UserNsError>
 }
 // ANCHOR_END: plan
 
+/// The host ids of the container's uid 0 and gid 0 (`None`: not mapped),
+/// told through the context when the container gets a user namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainerRoot {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
 /// The stage 04 primitive.
 // ANCHOR: userns
 pub struct UserNs {
@@ -271,8 +279,17 @@ impl Primitive for UserNs {
 
     /// Decided before clone: the child is a copy of this process, and must
     /// know as much as the parent about the maps it is going to get.
-    fn prepare(&mut self, _ctx: &mut Context) -> Result<(), Error> {
+    fn prepare(&mut self, ctx: &mut Context) -> Result<(), Error> {
         self.plan = plan(&self.request, &Host::current()).map_err(Error::primitive)?;
+        if let Some(plan) = &self.plan {
+            // Who the container's root is on the host, for primitives that
+            // make files it must own (stage 06's overlay upper directory).
+            let root = ContainerRoot {
+                uid: IdMap::host_of(&plan.uid, 0),
+                gid: IdMap::host_of(&plan.gid, 0),
+            };
+            ctx.tell(root);
+        }
         Ok(())
     }
 
