@@ -70,6 +70,12 @@ impl Runtime {
         self
     }
 
+    /// Give no `--rootfs` of its own (a test that gives layers, or none).
+    pub fn without_rootfs(mut self) -> Runtime {
+        self.rootfs = false;
+        self
+    }
+
     /// `BIN run ARGS... -- COMMAND...`, to be completed by the test; with
     /// `--rootfs` when the runtime needs one.
     pub fn run(&self) -> Run {

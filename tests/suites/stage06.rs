@@ -280,6 +280,7 @@ mod m4_layers {
         std::fs::write(extra.path().join("from-layer"), "layer").unwrap();
         // No --rootfs: the test rootfs is a --layer too.
         let out = Runtime::for_suite("stage06-overlay")
+            .without_rootfs()
             .run()
             .args(["--layer", &rootfs.path().display().to_string()])
             .args(["--layer", &extra.path().display().to_string()])
@@ -321,6 +322,7 @@ mod m5_bad_input {
     #[test]
     fn no_rootfs_and_no_layer_is_refused() {
         let out = Runtime::for_suite("stage06-overlay")
+            .without_rootfs()
             .run()
             .command(["/bin/true"])
             .output();
