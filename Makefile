@@ -16,8 +16,8 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # The stage binaries, in order. A stage's suite runs against its own binary,
 # every later one, and myruntime.
-STAGES     := 01 02 03 04 05 06
-STAGE_BINS := stage01-uts stage02-pid stage03-mount stage04-user stage05-cgroups stage06-overlay
+STAGES     := 01 02 03 04 05 06 07
+STAGE_BINS := stage01-uts stage02-pid stage03-mount stage04-user stage05-cgroups stage06-overlay stage07-image
 DEBUG_DIR  := target/debug
 PROBE      := target/probe/x86_64-unknown-linux-gnu/release/probe
 MDBOOK     ?= $(shell command -v mdbook 2>/dev/null || echo $${CARGO_HOME:-$(HOME)/.cargo}/bin/mdbook)
@@ -88,7 +88,7 @@ test-integration: build-debug probe ## every stage's suite against its stage, la
 	@bins=($(STAGE_BINS)); i=0; \
 	for stage in $(STAGES); do \
 		for bin in "$${bins[@]:$$i}" myruntime; do \
-			case $$bin in stage0[3-9]*) needs_rootfs=1;; *) needs_rootfs=0;; esac; \
+			case $$bin in stage0[3-9]*|myruntime) needs_rootfs=1;; *) needs_rootfs=0;; esac; \
 			echo "=== suite $$stage against $$bin"; \
 			RUNTIME_BIN=$(CURDIR)/$(DEBUG_DIR)/$$bin RUNTIME_NEEDS_ROOTFS=$$needs_rootfs \
 				$(CARGO) test -q -p myruntime-suites --test stage$$stage; \

@@ -30,6 +30,9 @@ packages=(
   uidmap           # newuidmap/newgidmap: rootless containers with more than one id
   passwd           # useradd/userdel: the rootless tests make a user of their own
   mount            # losetup: a block device of the tests' own for the I/O limits
+  docker-registry  # a real registry server on loopback for the image tests
+  skopeo           # pushes the images the image tests build
+  apache2-utils    # htpasswd, for the registry that asks for credentials
   shellcheck       # lints the scripts
   ruby             # parses the Vagrantfile (ruby -c)
   python3 python3-venv  # runs Docker's Dockerfile parser, to lint Dockerfile.dev

@@ -11,6 +11,7 @@
 
 pub mod host;
 pub mod milestones;
+pub mod registry;
 pub mod rootfs;
 mod run;
 
@@ -81,6 +82,16 @@ impl Runtime {
     pub fn run(&self) -> Run {
         let run = Run::new(&self.bin).arg("run");
         if self.rootfs {
+            run.rootfs(Rootfs::shared())
+        } else {
+            run
+        }
+    }
+
+    /// `BIN VERB ...` for verbs other than `run` (`pull`, `images`, `rmi`).
+    pub fn verb(&self, verb: &str) -> Run {
+        let run = Run::new(&self.bin).arg(verb);
+        if verb == "run" && self.rootfs {
             run.rootfs(Rootfs::shared())
         } else {
             run

@@ -169,6 +169,33 @@ impl Run {
         self.spawn().finish()
     }
 
+    /// [`Run::output`], with the largest resident set the runtime reached,
+    /// in KiB (wait4's rusage).
+    pub fn output_with_peak_memory(&self) -> (Outcome, u64) {
+        let mut running = self.spawn();
+        let pid = running.pid();
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is a valid value to fill in.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: waiting for our own child, with valid pointers.
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        assert_eq!(rc, pid, "wait4 for the runtime");
+        // The child is reaped: std must not wait for it again.
+        std::mem::forget(running.child.take());
+        let status = ExitStatusExt::from_raw(status);
+        let grace = Instant::now() + Duration::from_secs(2);
+        let outcome = Outcome {
+            shown: running.shown.clone(),
+            output: Output {
+                status,
+                stdout: running.stdout.rest(grace),
+                stderr: running.stderr.rest(grace),
+            },
+            _group: running.group.take(),
+        };
+        (outcome, usage.ru_maxrss as u64)
+    }
+
     /// Run it with stdin, stdout and stderr on a new pseudo-terminal, and
     /// return what appeared on the terminal.
     pub fn on_terminal(&self) -> Outcome {

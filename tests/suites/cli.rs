@@ -5,12 +5,14 @@
 use assert_cmd::Command;
 use rstest::rstest;
 
-const BINARIES: [&str; 6] = [
+const BINARIES: [&str; 8] = [
     "stage01-uts",
     "stage02-pid",
     "stage03-mount",
     "stage04-user",
     "stage05-cgroups",
+    "stage06-overlay",
+    "stage07-image",
     "myruntime",
 ];
 
@@ -61,6 +63,7 @@ fn help_is_reviewed(
 #[case::swap_without_memory("swap_without_memory", &["run", "--rootfs", "/", "--memory-swap", "1g", "true"][..])]
 #[case::bad_device("bad_device", &["run", "--rootfs", "/", "--device-read-bps", "/dev/null:1m", "true"][..])]
 #[case::bad_cgroup_parent("bad_cgroup_parent", &["run", "--rootfs", "/", "--cgroup-parent", "../x", "true"][..])]
+#[case::bad_platform("bad_platform", &["run", "--rootfs", "/", "--platform", "linux", "true"][..])]
 fn usage_errors_are_one_reviewed_line_and_125(#[case] case: &str, #[case] args: &[&str]) {
     let mut lines = Vec::new();
     for bin in BINARIES {

@@ -197,7 +197,9 @@ pub fn exit(result: Result<ExitStatus, Error>) -> ExitCode {
     match result {
         Ok(status) => ExitCode::from(status.code()),
         Err(err) => {
-            eprintln!("{}: {err}", program());
+            if !matches!(err, Error::Reported(_)) {
+                eprintln!("{}: {err}", program());
+            }
             ExitCode::from(err.exit_code())
         }
     }

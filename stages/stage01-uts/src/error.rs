@@ -62,6 +62,11 @@ pub enum Error {
     /// An error of a primitive added by a later stage.
     #[error(transparent)]
     Primitive(Box<dyn std::error::Error + Send + Sync>),
+
+    /// An error a child process of the runtime (a `pull` that `run` started)
+    /// already reported on stderr: only its exit status is left to give.
+    #[error("")]
+    Reported(u8),
 }
 
 impl Error {
@@ -70,7 +75,7 @@ impl Error {
         match self {
             Error::CommandNotFound { .. } => EXIT_NOT_FOUND,
             Error::CannotExecute { .. } => EXIT_CANNOT_EXECUTE,
-            Error::Relayed { code, .. } => *code,
+            Error::Relayed { code, .. } | Error::Reported(code) => *code,
             _ => EXIT_RUNTIME,
         }
     }

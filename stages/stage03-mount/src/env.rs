@@ -12,6 +12,11 @@ use stage01_uts::{Context, Error, Primitive, explain};
 
 use crate::cli::EnvVar;
 
+/// A working directory for when `-w` is not given (an image's WorkingDir,
+/// stage 07), told through the context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultWorkdir(pub PathBuf);
+
 /// The environment and working directory of COMMAND.
 // ANCHOR: environment
 pub struct Environment {
@@ -69,11 +74,12 @@ impl Primitive for Environment {
     }
 
     /// In the container, after pivot_root: the working directory.
-    fn setup(&mut self, _ctx: &mut Context) -> Result<(), Error> {
-        let Some(dir) = &self.workdir else {
+    fn setup(&mut self, ctx: &mut Context) -> Result<(), Error> {
+        let given = ctx.fact::<DefaultWorkdir>().map(|d| &d.0);
+        let Some(dir) = self.workdir.as_ref().or(given) else {
             return Ok(());
         };
-        if self.create_inside {
+        if self.create_inside || self.workdir.is_none() {
             std::fs::create_dir_all(dir).map_err(|e| crate::dev::io_error("mkdir", dir, e))?;
         }
         nix::unistd::chdir(dir.as_path()).map_err(|errno| {

@@ -8,6 +8,11 @@ use stage01_uts::{Context, Error, Primitive, explain};
 
 use crate::passwd::{UserSpec, resolve};
 
+/// A user for when `--user` is not given (an image's User, stage 07), told
+/// through the context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultUser(pub UserSpec);
+
 /// The container's user, set last, just before exec.
 // ANCHOR: user
 pub struct User {
@@ -33,12 +38,13 @@ impl Primitive for User {
     /// After this the process may have lost the privileges every other step
     /// needed.
     fn setup(&mut self, ctx: &mut Context) -> Result<(), Error> {
-        let Some(spec) = &self.spec else {
+        let default = ctx.fact::<DefaultUser>().map(|u| u.0.clone());
+        let Some(spec) = self.spec.clone().or(default) else {
             return Ok(());
         };
         let read = |file: &str| std::fs::read_to_string(file).unwrap_or_default();
         let id =
-            resolve(spec, &read("/etc/passwd"), &read("/etc/group")).map_err(Error::primitive)?;
+            resolve(&spec, &read("/etc/passwd"), &read("/etc/group")).map_err(Error::primitive)?;
         if let (Some(home), false, Some(env)) = (&id.home, self.home_given, &mut ctx.process.env) {
             env.retain(|kv| !kv.to_string_lossy().starts_with("HOME="));
             env.push(OsString::from(format!("HOME={home}")));

@@ -25,7 +25,13 @@ pub struct RunArgs {
 pub struct StoreArgs {
     /// The runtime's data directory [default: /var/lib/myruntime, or
     /// $XDG_DATA_HOME/myruntime for an ordinary user]
-    #[arg(long, global = true, value_name = "DIR", env = "MYRUNTIME_ROOT")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "MYRUNTIME_ROOT",
+        hide_env_values = true
+    )]
     pub root: Option<PathBuf>,
 }
 // ANCHOR_END: store_args

@@ -1,0 +1,98 @@
+//! The command line of stage 07 (and of `myruntime`): `run`, `pull`,
+//! `images`, `rmi`.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use stage01_uts::cli::{self, Binary, GlobalArgs};
+use stage06_overlay::cli::StoreArgs;
+
+use crate::pull::Platform;
+
+/// `stage07-image [--explain] [--root DIR] VERB ...`
+#[derive(Debug, Parser)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+/// The verbs.
+// ANCHOR: verbs
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Run a container from an image (IMAGE [COMMAND...]), or from --rootfs
+    /// or --layer (COMMAND...)
+    Run(Box<RunArgs>),
+    /// Pull an image from its registry into the store
+    Pull(PullArgs),
+    /// List the images in the store
+    Images,
+    /// Remove images, and the layers no other image uses
+    Rmi(RmiArgs),
+}
+// ANCHOR_END: verbs
+
+/// `run`'s arguments at stage 07.
+#[derive(Debug, Clone, clap::Args)]
+#[group(skip)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub base: stage06_overlay::cli::RunArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// How images are fetched.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(skip)]
+pub struct RegistryArgs {
+    /// The platform to pull from a multi-platform image [default: this host's]
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<Platform>,
+    /// Reach this registry over plain HTTP (loopback ones always are)
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure: Vec<String>,
+}
+
+/// `pull`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PullArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// The image: NAME[:TAG] or NAME@DIGEST (alpine, alpine:3.20,
+    /// ghcr.io/org/img:tag, localhost:5000/name@sha256:...)
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+}
+
+/// `rmi`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RmiArgs {
+    /// The images to remove
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+}
+
+/// The whole `main` of a binary with the stage 07 verbs.
+// ANCHOR: main
+pub fn main(binary: Binary) -> ExitCode {
+    let command = Cli::command()
+        .name(binary.name)
+        .bin_name(binary.name)
+        .version(binary.version)
+        .about(binary.about);
+    let cli: Cli = cli::parse_as(command);
+    stage01_uts::explain::init(cli.global.explain);
+    let done = |r: Result<(), stage01_uts::Error>| r.map(|()| stage01_uts::ExitStatus::Exited(0));
+    cli::exit(match cli.verb {
+        Verb::Run(args) => crate::run(&args, &cli.store),
+        Verb::Pull(args) => done(crate::pull_verb(&args, &cli.store)),
+        Verb::Images => done(crate::images(&cli.store)),
+        Verb::Rmi(args) => done(crate::rmi(&args, &cli.store)),
+    })
+}
+// ANCHOR_END: main

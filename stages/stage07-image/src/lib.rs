@@ -1,0 +1,194 @@
+//! Stage 07 — images.
+//!
+//! Stage 06 as a library, plus OCI images: `pull` fetches an image from a
+//! registry (indexes resolved to a platform, manifests, configs and layers
+//! checked against their digests, layers streamed to disk and unpacked
+//! safely), `images` and `rmi` manage the store, and `run IMAGE` stacks the
+//! image's layers as the overlay's lowers and applies its config.
+//!
+//! - [`pull`]: the registry side (oci-client, on tokio, in its own process);
+//! - [`unpack`]: layers, whiteouts, containment;
+//! - [`store`]: the store on disk;
+//! - [`config`]: the image's config, applied as a primitive;
+//! - [`reference`], [`auth`]: names and credentials;
+//! - [`cli`]: the verbs.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod progress;
+pub mod pull;
+pub mod reference;
+pub mod store;
+pub mod unpack;
+
+use std::process::{Command, Stdio};
+
+use stage01_uts::{Error, ExitStatus};
+use stage06_overlay::cli::StoreArgs;
+
+use crate::cli::{PullArgs, RegistryArgs, RmiArgs, RunArgs};
+use crate::store::Store;
+
+/// `run`: from `--rootfs`/`--layer`, as stage 06; else the first argument
+/// is the image and the rest, if any, the command.
+// ANCHOR: run
+pub fn run(args: &RunArgs, store: &StoreArgs) -> Result<ExitStatus, Error> {
+    let stage03 = &args.base.base.base.base; // stage 06 → 05 → 04 → 03
+    let stage01 = &stage03.base.base; // → 02 → 01
+    if stage03.rootfs.is_some() || !args.base.layers.is_empty() {
+        return stage06_overlay::container(&args.base, store).run();
+    }
+    let (image, command) = stage01
+        .command
+        .split_first()
+        .expect("clap requires a command");
+    let image = image.to_string_lossy().into_owned();
+    let reference =
+        reference::parse(&image).map_err(|_| Error::primitive(NotAnImage(image.clone())))?;
+    let dir = store.dir();
+    let found = || -> Result<Option<store::ImageRecord>, Error> {
+        let store = Store::open(&dir).map_err(Error::primitive)?;
+        store
+            .find(
+                &reference::repository(&reference),
+                reference.tag(),
+                reference.digest(),
+            )
+            .map_err(Error::primitive)
+    };
+    let record = match found()? {
+        Some(record) => record,
+        None => {
+            pull_in_child(&image, &args.registry, store)?;
+            found()?.ok_or_else(|| Error::primitive(store::StoreError::NotFound(image.clone())))?
+        }
+    };
+    let store_ = Store::open(&dir).map_err(Error::primitive)?;
+    let config_bytes = store_.read_blob(&record.config).map_err(Error::primitive)?;
+    let config: config::ImageConfig = serde_json::from_slice(&config_bytes).map_err(|e| {
+        Error::primitive(store::StoreError::Damaged {
+            path: store_.blob_path(&record.config).display().to_string(),
+            why: e.to_string(),
+        })
+    })?;
+    let layers = record.layers.iter().map(|d| store_.layer_path(d)).collect();
+    let given = config::Given {
+        command: command.to_vec(),
+        env_keys: stage03.env.iter().map(|v| v.key.clone()).collect(),
+        workdir: stage03.workdir.is_some(),
+        user: args.base.base.base.user.is_some(),
+    };
+    stage06_overlay::container_on(&args.base, store, layers)
+        .with(config::Apply::new(
+            reference::short(&reference),
+            config,
+            given,
+        ))
+        .run()
+}
+// ANCHOR_END: run
+
+/// `run X` where X is no image reference.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{0:?} is not an image (NAME[:TAG] or NAME@DIGEST); to run a command from a directory, \
+     give --rootfs DIR or --layer DIR"
+)]
+struct NotAnImage(String);
+
+/// Pull through a child process (`pull`), so that this process, which will
+/// clone, never starts the registry client's threads.
+fn pull_in_child(image: &str, registry: &RegistryArgs, store: &StoreArgs) -> Result<(), Error> {
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg("--root").arg(store.dir()).arg("pull");
+    if let Some(platform) = &registry.platform {
+        cmd.arg("--platform").arg(platform.to_string());
+    }
+    for insecure in &registry.insecure {
+        cmd.arg("--insecure-registry").arg(insecure);
+    }
+    let status = cmd.arg(image).stdin(Stdio::null()).status().map_err(|e| {
+        Error::syscall(
+            "execve(/proc/self/exe pull)",
+            "pulling the image",
+            nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        )
+    })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Reported(status.code().unwrap_or(125) as u8))
+    }
+}
+
+/// `pull IMAGE`.
+pub fn pull_verb(args: &PullArgs, store: &StoreArgs) -> Result<(), Error> {
+    let reference = reference::parse(&args.image).map_err(Error::primitive)?;
+    let store = Store::open(&store.dir()).map_err(Error::primitive)?;
+    let options = pull::Options {
+        platform: args.registry.platform.clone(),
+        insecure: args.registry.insecure.clone(),
+    };
+    pull::pull(&store, &reference, &options).map_err(Error::primitive)?;
+    Ok(())
+}
+
+/// `images`.
+pub fn images(store: &StoreArgs) -> Result<(), Error> {
+    let store = Store::open(&store.dir()).map_err(Error::primitive)?;
+    let images = store.images().map_err(Error::primitive)?;
+    println!(
+        "{:<40} {:<16} {:<14} {:>10}",
+        "REPOSITORY", "TAG", "IMAGE ID", "SIZE"
+    );
+    for image in images {
+        let repo = image
+            .repository
+            .strip_prefix("docker.io/library/")
+            .or_else(|| image.repository.strip_prefix("docker.io/"))
+            .unwrap_or(&image.repository);
+        let tag = if image.tag.is_empty() {
+            "<none>"
+        } else {
+            &image.tag
+        };
+        println!(
+            "{repo:<40} {tag:<16} {:<14} {:>10}",
+            image.id(),
+            human(image.size)
+        );
+    }
+    Ok(())
+}
+
+/// `rmi IMAGE...`.
+pub fn rmi(args: &RmiArgs, store: &StoreArgs) -> Result<(), Error> {
+    let store = Store::open(&store.dir()).map_err(Error::primitive)?;
+    for image in &args.images {
+        let reference = reference::parse(image).map_err(Error::primitive)?;
+        let shown = reference::short(&reference);
+        let removed = store
+            .remove(
+                &reference::repository(&reference),
+                reference.tag(),
+                reference.digest(),
+                &shown,
+            )
+            .map_err(Error::primitive)?;
+        println!("removed {shown} ({})", removed.id());
+    }
+    Ok(())
+}
+
+/// 7.8MB, as docker prints sizes.
+fn human(bytes: u64) -> String {
+    let units = [(1e9, "GB"), (1e6, "MB"), (1e3, "kB")];
+    units
+        .iter()
+        .find(|(size, _)| bytes as f64 >= *size)
+        .map_or_else(
+            || format!("{bytes}B"),
+            |(size, unit)| format!("{:.1}{unit}", bytes as f64 / size),
+        )
+}

@@ -1,0 +1,100 @@
+//! A progress bar per layer on a terminal (indicatif), plain lines otherwise.
+
+use std::fmt::Display;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::io::AsyncWrite;
+
+/// Where a pull reports.
+pub struct Progress {
+    bars: Option<MultiProgress>,
+}
+
+impl Progress {
+    pub fn new(terminal: bool) -> Progress {
+        Progress {
+            bars: terminal.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+        }
+    }
+
+    /// A line of its own (above the bars, on a terminal).
+    pub fn line(&self, text: impl Display) {
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.println(text.to_string());
+            }
+            None => eprintln!("{text}"),
+        }
+    }
+
+    /// A bar for a download of `total` bytes.
+    pub fn bar(&self, name: String, total: u64) -> Bar {
+        let bar = self.bars.as_ref().map(|bars| {
+            let bar = bars.add(ProgressBar::new(total));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(name.clone());
+            bar
+        });
+        Bar { name, bar, total }
+    }
+}
+
+/// One download's progress.
+pub struct Bar {
+    name: String,
+    bar: Option<ProgressBar>,
+    total: u64,
+}
+
+impl Bar {
+    /// `out`, counting what goes through it.
+    pub fn writer<W: AsyncWrite + Unpin>(&self, out: W) -> Counting<W> {
+        Counting {
+            inner: out,
+            bar: self.bar.clone(),
+        }
+    }
+
+    pub fn finish(self) {
+        match self.bar {
+            Some(bar) => bar.finish(),
+            None => eprintln!("{}: downloaded {} bytes", self.name, self.total),
+        }
+    }
+}
+
+/// An AsyncWrite that moves a progress bar along.
+pub struct Counting<W> {
+    inner: W,
+    bar: Option<ProgressBar>,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Counting<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let (Poll::Ready(Ok(n)), Some(bar)) = (&polled, &self.bar) {
+            bar.inc(*n as u64);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
