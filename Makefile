@@ -1,6 +1,6 @@
 # myruntime — build, test and read the workbook.
 #
-#   make demo            build, prepare the test rootfs, start a container
+#   make demo            build, prepare the test rootfs, start containers, run an image
 #   make test            everything CI runs (as root): unit tests, every stage's
 #                        suite against its stage, the later stages and myruntime,
 #                        the book, fmt, clippy, lint
@@ -54,7 +54,7 @@ probe: ## the static probe the suites run inside containers
 	@file $(PROBE) 2>/dev/null | grep -q 'static' || { echo "probe is not static: $(PROBE)"; exit 1; }
 
 .PHONY: demo
-demo: build ## build, prepare the rootfs, and start a container
+demo: build ## build, prepare the rootfs, start containers, pull and run an image
 	scripts/setup-test-env.sh --rootfs-only
 	scripts/demo
 

@@ -207,7 +207,7 @@ pub const MILESTONES: &[Milestone] = &[
         id: "06.5",
         suite: "stage06",
         module: "m5_bad_input",
-        title: "a missing layer, or no root at all, is refused with one line",
+        title: "a missing layer, no root at all, or a --root the mapped root cannot reach: refused with one line, nothing made",
         chapter: "book/src/stage06-overlay.md",
     },
     Milestone {

@@ -235,6 +235,42 @@ impl Layer {
         self.raw(name, tar::EntryType::Symlink, target, b"", 0o777, 0, 0)
     }
 
+    /// A character device node `major:minor`, mode 0666.
+    pub fn char_device(mut self, name: &str, major: u32, minor: u32) -> Layer {
+        self = self.raw(name, tar::EntryType::Char, "", b"", 0o666, 0, 0);
+        // The device numbers live in the header just written.
+        let at = self.tar.len() - 512;
+        let mut header = tar::Header::new_gnu();
+        header.as_mut_bytes().copy_from_slice(&self.tar[at..]);
+        header.set_device_major(major).unwrap();
+        header.set_device_minor(minor).unwrap();
+        header.set_cksum();
+        self.tar[at..].copy_from_slice(header.as_bytes());
+        self
+    }
+
+    /// A file carrying the extended attribute `key=value`, as GNU tar and
+    /// docker write it: a PAX header with `SCHILY.xattr.KEY` before the entry.
+    pub fn file_with_xattr(mut self, name: &str, data: &str, key: &str, value: &str) -> Layer {
+        let body = format!("SCHILY.xattr.{key}={value}\n");
+        // A PAX record's length counts its own digits.
+        let mut len = body.len() + 2;
+        while format!("{len} {body}").len() != len {
+            len += 1;
+        }
+        let record = format!("{len} {body}");
+        self = self.raw(
+            "PaxHeaders/x",
+            tar::EntryType::XHeader,
+            "",
+            record.as_bytes(),
+            0o644,
+            0,
+            0,
+        );
+        self.file(name, data)
+    }
+
     pub fn hardlink(self, name: &str, target: &str) -> Layer {
         self.raw(name, tar::EntryType::Link, target, b"", 0o644, 0, 0)
     }

@@ -346,10 +346,14 @@ mod m6_rootless {
         let user = host::nobody();
         let delegated = host::DelegatedCgroup::new(user.uid, user.gid);
         let procs = delegated.launch_procs().display().to_string();
+        // From stage 06 the runtime keeps data: in a directory the user owns.
+        let store = harness::store_root_for(user.uid);
         let script = format!(
             "echo $$ > {procs} && exec setpriv --reuid={} --regid={} --clear-groups \
-             env -i PATH=/usr/bin:/bin \"$@\"",
-            user.uid, user.gid
+             env -i PATH=/usr/bin:/bin MYRUNTIME_ROOT={} \"$@\"",
+            user.uid,
+            user.gid,
+            store.display()
         );
         let mut running = rt
             .run()

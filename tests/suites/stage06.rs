@@ -319,6 +319,31 @@ mod m5_bad_input {
         assert_eq!(container_dirs(), before, "a refused start left a directory");
     }
 
+    #[rstest]
+    fn a_root_the_mapped_root_cannot_reach_is_refused(rt: Runtime) {
+        use std::os::unix::fs::PermissionsExt;
+        let rootfs = Rootfs::shared();
+        let top = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let store = top.path().join("store");
+        let out = rt
+            .run_in(rootfs)
+            .env("MYRUNTIME_ROOT", store.to_str().unwrap())
+            .args(["--uidmap", "0:100000:65536"])
+            .probe(&["report"])
+            .output();
+        assert_ne!(out.code(), 0, "{}", out.describe());
+        let says = format!("cannot pass through {}", top.path().display());
+        assert!(out.stderr().contains(&says), "{}", out.describe());
+        assert_eq!(
+            out.stderr().trim_end().lines().count(),
+            1,
+            "{}",
+            out.describe()
+        );
+        assert!(!store.exists(), "a refused start made {}", store.display());
+    }
+
     #[test]
     fn no_rootfs_and_no_layer_is_refused() {
         let out = Runtime::for_suite("stage06-overlay")

@@ -365,6 +365,43 @@ mod m2_layers {
     }
 
     #[rstest]
+    fn xattrs_and_device_nodes_survive(rt: Runtime) {
+        let world = World::new(rt);
+        let extra = Layer::new()
+            .dir("srv/")
+            .file_with_xattr("srv/tagged", "x", "user.myruntime.note", "kept")
+            .char_device("srv/null", 1, 3);
+        let spec = base_image(json!({"Cmd": ["/probe", "stat", "/srv/tagged"]}))
+            .layer(extra, Compression::Gzip);
+        push(&world, &spec, "tests/xattrs", "latest");
+        let image = world.registry.name("tests/xattrs");
+        world.pull(&image).expect_code(0, "the image pulls");
+        let tagged = world
+            .verb("run")
+            .arg(&image)
+            .output()
+            .json::<serde_json::Value>();
+        assert_eq!(
+            tagged["xattrs"]["user.myruntime.note"], "kept",
+            "the layer's xattr is on the file: {tagged}"
+        );
+        let null = world
+            .verb("run")
+            .args([&image, "/probe", "stat", "/srv/null"])
+            .output()
+            .json::<serde_json::Value>();
+        assert_eq!(
+            (
+                null["kind"].clone(),
+                null["rdev_major"].clone(),
+                null["rdev_minor"].clone()
+            ),
+            (json!("char"), json!(1), json!(3)),
+            "{null}"
+        );
+    }
+
+    #[rstest]
     fn a_layer_shared_by_two_images_is_stored_once(rt: Runtime) {
         let world = World::new(rt);
         let layout = Layout::new();

@@ -46,6 +46,21 @@ impl StoreArgs {
     }
 }
 
+/// $HOME, else the home directory /etc/passwd gives (a service or `env -i`
+/// may leave HOME unset).
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::Uid::current())
+                .ok()
+                .flatten()
+                .map(|u| u.dir)
+        })
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
 /// /var/lib/myruntime for root; for an ordinary user $XDG_DATA_HOME/myruntime,
 /// or ~/.local/share/myruntime.
 pub fn default_root() -> PathBuf {
@@ -54,7 +69,6 @@ pub fn default_root() -> PathBuf {
     }
     match std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         Some(dir) => PathBuf::from(dir).join("myruntime"),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/".into()))
-            .join(".local/share/myruntime"),
+        None => home().join(".local/share/myruntime"),
     }
 }

@@ -41,6 +41,15 @@ pub enum OverlayError {
     TooMany { count: usize, max: usize },
     #[error("preparing the container's directory {path}: {why}")]
     Directory { path: String, why: String },
+    #[error(
+        "the container's root (host uid {uid}) cannot pass through {path} (mode {mode:o}, owner {owner}); allow it with chmod o+x {path}, or choose a --root and layers it can reach"
+    )]
+    Unreachable {
+        uid: u32,
+        path: String,
+        mode: u32,
+        owner: u32,
+    },
 }
 
 /// overlayfs's limit on lower layers (`OVL_MAX_STACK`).
@@ -110,10 +119,18 @@ impl Primitive for Overlay {
         }
         let dir = self.root.join("containers").join(ctx.id.as_str());
         let root_ids = ctx.fact::<ContainerRoot>().copied();
+        if let Some(ids) = root_ids {
+            for path in lowers.iter().chain([&dir]) {
+                reachable(path, ids).map_err(Error::primitive)?;
+            }
+        }
         make_dirs(&dir, &lowers, root_ids).map_err(|e| {
+            let _ = remove(&dir);
             Error::primitive(OverlayError::Directory {
                 path: dir.display().to_string(),
-                why: e.to_string(),
+                why: format!(
+                    "{e}; choose a data directory you can write to with --root or MYRUNTIME_ROOT"
+                ),
             })
         })?;
         self.userxattr = root_ids.is_some();
@@ -187,6 +204,40 @@ pub fn options(layers: usize, userxattr: bool) -> String {
     options
 }
 // ANCHOR_END: options
+
+/// In a user namespace the overlay is mounted, and used, with the
+/// credentials of the container's root: another host uid, which must be able
+/// to walk to every layer and to the container's directory. A directory on
+/// the way with mode 0700 (a `mktemp -d`, a home directory) would fail the
+/// mount with a bare EACCES; say which one it is, as docker does for its
+/// remapped root. Directories not made yet will be made 0711.
+fn reachable(path: &Path, ids: ContainerRoot) -> Result<(), OverlayError> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(uid) = ids.uid.filter(|&uid| uid != 0) else {
+        return Ok(());
+    };
+    for dir in path.ancestors() {
+        let Ok(meta) = std::fs::metadata(dir) else {
+            continue;
+        };
+        let bit = if meta.uid() == uid {
+            0o100
+        } else if Some(meta.gid()) == ids.gid {
+            0o010
+        } else {
+            0o001
+        };
+        if meta.mode() & bit == 0 {
+            return Err(OverlayError::Unreachable {
+                uid,
+                path: dir.display().to_string(),
+                mode: meta.mode() & 0o7777,
+                owner: meta.uid(),
+            });
+        }
+    }
+    Ok(())
+}
 
 fn make_dirs(
     dir: &Path,
@@ -307,5 +358,33 @@ mod tests {
             .prepare(&mut ctx)
             .unwrap_err();
         assert!(err.to_string().contains("/no/such/layer"), "{err}");
+    }
+
+    #[test]
+    fn a_directory_the_mapped_root_cannot_pass_is_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let top = tempfile::tempdir().unwrap();
+        let store = top.path().join("store");
+        let mapped = ContainerRoot {
+            uid: Some(100_000),
+            gid: Some(100_000),
+        };
+        std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let err = reachable(&store.join("containers/x"), mapped).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!(
+                "cannot pass through {} (mode 700",
+                top.path().display()
+            )),
+            "{err}"
+        );
+        std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        reachable(&store.join("containers/x"), mapped).unwrap();
+        let unmapped = ContainerRoot {
+            uid: Some(0),
+            gid: Some(0),
+        };
+        std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        reachable(&store, unmapped).unwrap();
     }
 }

@@ -200,14 +200,23 @@ pub fn pull(
         };
         store.add(record.clone())?;
         progress.line(format_args!(
-            "pulled {image} ({}, {} layers)",
+            "pulled {image} ({}, {})",
             record.id(),
-            record.layers.len()
+            count(record.layers.len(), "layer")
         ));
         Ok(record)
     })
 }
 // ANCHOR_END: pull
+
+/// "1 layer", "3 layers", "1 entry", "2 entries".
+fn count(n: usize, noun: &str) -> String {
+    match (n, noun.strip_suffix('y')) {
+        (1, _) => format!("1 {noun}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        (_, None) => format!("{n} {noun}s"),
+    }
+}
 
 const MANIFEST_TYPES: [&str; 4] = [
     OCI_IMAGE_MEDIA_TYPE,
@@ -367,10 +376,10 @@ async fn fetch_layer(
         Ok(done) => {
             store.commit_layer(&tmp, digest)?;
             progress.line(format_args!(
-                "{}: unpacked, {} files, {} whiteouts",
+                "{}: unpacked, {}, {}",
                 short_digest(digest),
-                done.files,
-                done.whiteouts
+                count(done.entries as usize, "entry"),
+                count(done.whiteouts as usize, "whiteout")
             ));
             Ok(done.bytes)
         }
@@ -511,6 +520,14 @@ fn root_cause(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_read_as_english() {
+        assert_eq!(count(1, "layer"), "1 layer");
+        assert_eq!(count(3, "layer"), "3 layers");
+        assert_eq!(count(0, "entry"), "0 entries");
+        assert_eq!(count(1, "entry"), "1 entry");
+    }
 
     #[test]
     fn platforms_parse_and_print() {

@@ -53,6 +53,9 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> UnpackError + '_ {
 /// What was unpacked.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Unpacked {
+    /// Files, directories, links and nodes, whiteouts apart.
+    pub entries: u64,
+    /// Regular files.
     pub files: u64,
     /// Bytes of regular files.
     pub bytes: u64,
@@ -118,6 +121,7 @@ pub fn unpack(blob: &Path, dest: &Path) -> Result<Unpacked, UnpackError> {
             continue;
         }
 
+        done.entries += 1;
         let target = parent.join(&name);
         let kind = entry.header().entry_type();
         if !(kind.is_dir() && target.is_dir()) {

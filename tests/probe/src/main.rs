@@ -220,10 +220,53 @@ fn stat(path: &str) -> serde_json::Value {
             serde_json::json!({
                 "uid": m.uid(), "gid": m.gid(), "mode": m.mode() & 0o7777, "kind": kind,
                 "rdev_major": libc::major(m.rdev()), "rdev_minor": libc::minor(m.rdev()),
+                "xattrs": xattrs(path),
             })
         }
         Err(e) => serde_json::json!({ "errno": errno_name(&e) }),
     }
+}
+
+/// The extended attributes of `path` itself (not of a symlink's target),
+/// name → value (lossy UTF-8).
+fn xattrs(path: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut all = serde_json::Map::new();
+    let Ok(cpath) = std::ffi::CString::new(path) else {
+        return all;
+    };
+    let mut names = vec![0u8; 64 * 1024];
+    // SAFETY: the buffers are valid for the lengths given.
+    let len = unsafe { libc::llistxattr(cpath.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if len <= 0 {
+        return all;
+    }
+    for name in names[..len as usize]
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+    {
+        let Ok(cname) = std::ffi::CString::new(name) else {
+            continue;
+        };
+        let mut value = vec![0u8; 64 * 1024];
+        // SAFETY: as above.
+        let n = unsafe {
+            libc::lgetxattr(
+                cpath.as_ptr(),
+                cname.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        if n >= 0 {
+            all.insert(
+                String::from_utf8_lossy(name).into_owned(),
+                String::from_utf8_lossy(&value[..n as usize])
+                    .into_owned()
+                    .into(),
+            );
+        }
+    }
+    all
 }
 
 /// The chroot escape: chroot into a subdirectory while keeping the working
