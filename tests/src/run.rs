@@ -506,6 +506,25 @@ impl Outcome {
         )
     }
 
+    /// Assert a refusal, as the project's standard for bad input asks: a
+    /// non-zero status, nothing on stdout (nothing started), and one line on
+    /// stderr that names each of `names`.
+    #[track_caller]
+    pub fn expect_refused(&self, names: &[&str]) -> &Self {
+        let problem = if self.code() == 0 {
+            "it must be refused (a non-zero status)".to_owned()
+        } else if !self.stdout().is_empty() {
+            "nothing may start: stdout must stay empty".to_owned()
+        } else if self.stderr().trim_end().lines().count() != 1 {
+            "the error must be one line on stderr".to_owned()
+        } else if let Some(missing) = names.iter().find(|n| !self.stderr().contains(*n)) {
+            format!("the message must name {missing:?}")
+        } else {
+            return self;
+        };
+        panic!("{problem}\n{}", self.describe());
+    }
+
     /// Assert the runtime exited with `code`, with an account if not.
     #[track_caller]
     pub fn expect_code(&self, code: i32, why: &str) -> &Self {

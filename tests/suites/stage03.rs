@@ -396,23 +396,7 @@ mod m4_bad_input {
     /// Refused: non-zero, one line naming `what`, nothing started, nothing
     /// mounted under `watched`.
     fn refused(out: &harness::Outcome, what: &str, watched: &Path) {
-        assert_ne!(out.code(), 0, "must be refused\n{}", out.describe());
-        assert!(
-            out.stdout().is_empty(),
-            "nothing may start\n{}",
-            out.describe()
-        );
-        assert!(
-            out.stderr().contains(what),
-            "the message must name {what}\n{}",
-            out.describe()
-        );
-        assert_eq!(
-            out.stderr().trim_end().lines().count(),
-            1,
-            "one line\n{}",
-            out.describe()
-        );
+        out.expect_refused(&[what]);
         assert_eq!(
             host::mounts_under(watched),
             Vec::<String>::new(),

@@ -120,19 +120,7 @@ mod m1_user {
             .args(["--user", "no-such-user"])
             .probe(&["report"])
             .output();
-        assert_ne!(out.code(), 0, "{}", out.describe());
-        assert!(
-            out.stdout().is_empty(),
-            "nothing may start\n{}",
-            out.describe()
-        );
-        assert!(out.stderr().contains("no-such-user"), "{}", out.describe());
-        assert_eq!(
-            out.stderr().trim_end().lines().count(),
-            1,
-            "{}",
-            out.describe()
-        );
+        out.expect_refused(&["no-such-user"]);
     }
 
     #[rstest]

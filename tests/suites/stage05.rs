@@ -401,23 +401,7 @@ mod m7_bad_input {
             .args(["--cgroup-parent", &parent.0])
             .probe(&["report"])
             .output();
-        assert_ne!(out.code(), 0, "must be refused\n{}", out.describe());
-        assert!(
-            out.stdout().is_empty(),
-            "nothing may start\n{}",
-            out.describe()
-        );
-        assert!(
-            out.stderr().contains(what),
-            "the message must name {what}\n{}",
-            out.describe()
-        );
-        assert_eq!(
-            out.stderr().trim_end().lines().count(),
-            1,
-            "{}",
-            out.describe()
-        );
+        out.expect_refused(&[what]);
         assert_eq!(
             parent.children("pids"),
             Vec::<String>::new(),

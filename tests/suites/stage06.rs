@@ -298,24 +298,11 @@ mod m5_bad_input {
     fn a_missing_layer_is_refused(rt: Runtime) {
         let rootfs = Rootfs::private();
         let before = container_dirs();
-        let out = rt
-            .run_in(&rootfs)
+        rt.run_in(&rootfs)
             .args(["--layer", "/no/such/layer"])
             .probe(&["report"])
-            .output();
-        assert_ne!(out.code(), 0, "{}", out.describe());
-        assert!(out.stdout().is_empty());
-        assert!(
-            out.stderr().contains("/no/such/layer"),
-            "{}",
-            out.describe()
-        );
-        assert_eq!(
-            out.stderr().trim_end().lines().count(),
-            1,
-            "{}",
-            out.describe()
-        );
+            .output()
+            .expect_refused(&["/no/such/layer"]);
         assert_eq!(container_dirs(), before, "a refused start left a directory");
     }
 
@@ -326,21 +313,13 @@ mod m5_bad_input {
         let top = tempfile::tempdir().unwrap();
         std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let store = top.path().join("store");
-        let out = rt
-            .run_in(rootfs)
+        let says = format!("cannot pass through {}", top.path().display());
+        rt.run_in(rootfs)
             .env("MYRUNTIME_ROOT", store.to_str().unwrap())
             .args(["--uidmap", "0:100000:65536"])
             .probe(&["report"])
-            .output();
-        assert_ne!(out.code(), 0, "{}", out.describe());
-        let says = format!("cannot pass through {}", top.path().display());
-        assert!(out.stderr().contains(&says), "{}", out.describe());
-        assert_eq!(
-            out.stderr().trim_end().lines().count(),
-            1,
-            "{}",
-            out.describe()
-        );
+            .output()
+            .expect_refused(&[&says]);
         assert!(!store.exists(), "a refused start made {}", store.display());
     }
 

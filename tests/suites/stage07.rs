@@ -240,18 +240,7 @@ mod m1_pull_and_run {
             .env("DOCKER_CONFIG", &dir)
             .arg(&image)
             .output();
-        assert_ne!(wrong.code(), 0, "{}", wrong.describe());
-        assert!(
-            wrong.stderr().contains("credentials"),
-            "the message must name the credentials\n{}",
-            wrong.describe()
-        );
-        assert_eq!(
-            wrong.stderr().trim_end().lines().count(),
-            1,
-            "{}",
-            wrong.describe()
-        );
+        wrong.expect_refused(&["credentials"]);
         config("s3cret");
         world
             .verb("pull")
