@@ -117,14 +117,20 @@ pub fn mounts_under(path: &std::path::Path) -> Vec<String> {
 pub struct HostTmpfs(std::path::PathBuf);
 
 impl HostTmpfs {
+    /// A tmpfs of 1 MiB.
     pub fn mount(path: &std::path::Path) -> HostTmpfs {
+        HostTmpfs::with_size(path, "1m")
+    }
+
+    /// A tmpfs of `size` (`2m`, `512k`): a disk that fills up.
+    pub fn with_size(path: &std::path::Path, size: &str) -> HostTmpfs {
         fs::create_dir_all(path).expect("make the tmpfs mount point");
         nix::mount::mount(
             Some("tmpfs"),
             path,
             Some("tmpfs"),
             nix::mount::MsFlags::empty(),
-            Some("size=1m"),
+            Some(format!("size={size}").as_str()),
         )
         .expect("mount a tmpfs on the host");
         HostTmpfs(path.to_path_buf())

@@ -235,7 +235,7 @@ pub const MILESTONES: &[Milestone] = &[
         id: "07.4",
         suite: "stage07",
         module: "m4_bad_images",
-        title: "unknown images, a registry down, corrupt or hostile layers: one line, store unchanged, nothing written outside",
+        title: "unknown images, a registry down, corrupt or hostile layers, a full disk: one line, store unchanged, nothing written outside",
         chapter: "book/src/stage07-image.md",
     },
     Milestone {

@@ -528,6 +528,25 @@ mod m4_bad_images {
         refused(&world, &format!("127.0.0.1:{port}/tests/x"), "cannot reach");
     }
 
+    /// A store on a full disk: the download (random bytes, which do not
+    /// compress) or the unpacking (zeros, which do) runs out of space.
+    #[rstest]
+    #[case::downloading(false)]
+    #[case::unpacking(true)]
+    fn a_disk_that_fills_up(rt: Runtime, #[case] compressible: bool) {
+        let world = World::new(rt);
+        let layer = if compressible {
+            Layer::new().file_bytes("zeros", &vec![0; 4 << 20])
+        } else {
+            m6_robust_pulls::big_layer(4)
+        };
+        let spec = ImageSpec::new(json!({"Cmd": ["true"]})).layer(layer, Compression::Gzip);
+        push(&world, &spec, "tests/big", "latest");
+        let _full = harness::host::HostTmpfs::with_size(world.store.path(), "2m");
+        refused(&world, &world.registry.name("tests/big"), "no space left");
+        assert_eq!(world.layer_dirs(), 0, "a half-unpacked layer was kept");
+    }
+
     #[rstest]
     fn a_layer_that_does_not_match_its_digest(rt: Runtime) {
         let world = World::new(rt);
@@ -658,7 +677,8 @@ mod m6_robust_pulls {
     use super::*;
 
     /// A layer of `mb` mebibytes that does not compress.
-    fn big_layer(mb: usize) -> Layer {
+    /// `mb` MiB of bytes that do not compress.
+    pub(super) fn big_layer(mb: usize) -> Layer {
         let mut data = Vec::with_capacity(mb << 20);
         let mut x: u64 = 0x9e3779b97f4a7c15;
         while data.len() < mb << 20 {

@@ -63,10 +63,19 @@ impl Bar {
         }
     }
 
+    /// The download is complete and checked.
     pub fn finish(self) {
         match self.bar {
             Some(bar) => bar.finish(),
             None => eprintln!("{}: downloaded {} bytes", self.name, self.total),
+        }
+    }
+
+    /// The download failed: the bar stops where it was; no plain line, since
+    /// the error says what happened.
+    pub fn abandon(self) {
+        if let Some(bar) = self.bar {
+            bar.abandon();
         }
     }
 }

@@ -359,11 +359,17 @@ async fn fetch_layer(
             })?;
         let bar = progress.bar(short_digest(digest), layer.size.max(0) as u64);
         let result = client.pull_blob(reference, layer, bar.writer(file)).await;
-        bar.finish();
         if let Err(e) = result {
+            bar.abandon();
             let _ = std::fs::remove_file(&tmp);
+            if let OciDistributionError::IoError(io) = &e
+                && io.raw_os_error() == Some(libc::ENOSPC)
+            {
+                return Err(no_space(store));
+            }
             return Err(blob_error(e, reference, image, "a layer", digest));
         }
+        bar.finish();
         store.commit_blob(&tmp, digest)?;
     }
     let tmp = store.tmp_path();
@@ -388,10 +394,7 @@ async fn fetch_layer(
             if let UnpackError::Io { source: io, .. } = &source
                 && io.raw_os_error() == Some(libc::ENOSPC)
             {
-                return Err(StoreError::NoSpace {
-                    path: store.root().display().to_string(),
-                }
-                .into());
+                return Err(no_space(store));
             }
             Err(PullError::Layer {
                 image: image.to_owned(),
@@ -423,6 +426,14 @@ fn short_digest(digest: &str) -> String {
     format!("sha256:{}", &hex[..hex.len().min(12)])
 }
 
+/// The store's disk is full: said once, whichever write found it.
+fn no_space(store: &Store) -> PullError {
+    StoreError::NoSpace {
+        path: store.root().display().to_string(),
+    }
+    .into()
+}
+
 fn blob_error(
     e: OciDistributionError,
     reference: &Reference,
@@ -436,12 +447,6 @@ fn blob_error(
             what: what.to_owned(),
             digest: digest.to_owned(),
         },
-        OciDistributionError::IoError(ref io) if io.raw_os_error() == Some(libc::ENOSPC) => {
-            StoreError::NoSpace {
-                path: "the store".into(),
-            }
-            .into()
-        }
         other => explain(other, reference, image),
     }
 }
