@@ -47,7 +47,7 @@ def table(rows):
     ]
     for r in rows:
         ratio = f"{r['ratio_to_crun']:.2f}" if r["ratio_to_crun"] is not None else "–"
-        name = f"**{r['name']}**" if r["name"] == "myruntime" else r["name"]
+        name = f"**{r['name']}**" if r["name"].startswith("myruntime") else r["name"]
         lines.append(
             f"| {name} | {r['median_ms']:.2f} ms | {r['p10_ms']:.2f} – {r['p90_ms']:.2f} ms "
             f"| {r['min_ms']:.2f} – {r['max_ms']:.2f} ms | {ratio} |"
@@ -72,7 +72,7 @@ def svg(rows, how):
     crun = next((r for r in rows if r["name"] == "crun"), None)
     for i, r in enumerate(rows):
         y = top + i * (bar + gap)
-        color = colors.get(r["name"], "#8cb8dc")
+        color = colors.get(r["name"].split(" ")[0], "#8cb8dc")
         out.append(f'<text x="{left - 8}" y="{y + bar * 0.7}" text-anchor="end">{r["name"]}</text>')
         out.append(f'<rect x="{left}" y="{y}" width="{x(r["median_ms"]) - left:.1f}" height="{bar}" fill="{color}"/>')
         mid = y + bar / 2

@@ -136,9 +136,10 @@ impl Primitive for Overlay {
         self.userxattr = root_ids.is_some();
         ctx.tell(MountedRootfs(dir.join("merged")));
         let (n, shown) = (lowers.len(), dir.display());
+        let (last, layers) = (n - 1, if n == 1 { "layer" } else { "layers" });
         explain!(
-            "mkdir({shown}/{{upper,work,merged,l/0..{n}}})" => "ok",
-            "the container's own writable layer, on top of {n} read-only ones"
+            "mkdir({shown}/{{upper,work,merged,l/0..{last}}})" => "ok",
+            "the container's own writable layer, on top of {n} read-only {layers}"
         );
         self.dir = Some(dir);
         Ok(())
