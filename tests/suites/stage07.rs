@@ -106,6 +106,23 @@ fn push(world: &World, spec: &ImageSpec, name: &str, tag: &str) -> Written {
     written
 }
 
+/// Push `spec` as `name:latest` and pull it; returns the image to run.
+fn pulled(world: &World, spec: &ImageSpec, name: &str) -> String {
+    push(world, spec, name, "latest");
+    let image = world.registry.name(name);
+    world.pull(&image).expect_code(0, "the image pulls");
+    image
+}
+
+/// `/probe stat PATH` in a container of `image`.
+fn stat(world: &World, image: &str, path: &str) -> serde_json::Value {
+    world
+        .verb("run")
+        .args([image, "/probe", "stat", path])
+        .output()
+        .json()
+}
+
 /// Milestone 07.1: pull from a registry, list, run with the image's config.
 mod m1_pull_and_run {
     use super::*;
@@ -146,9 +163,7 @@ mod m1_pull_and_run {
             "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "FROM_IMAGE=yes"],
             "WorkingDir": "/work", "User": "nobody",
         });
-        push(&world, &base_image(config), "tests/configured", "latest");
-        let image = world.registry.name("tests/configured");
-        world.pull(&image).expect_code(0, "the image pulls");
+        let image = pulled(&world, &base_image(config), "tests/configured");
         let report = world.verb("run").arg(&image).output().report();
         assert_eq!(
             report.argv.get(1).map(String::as_str),
@@ -272,9 +287,7 @@ mod m2_layers {
         let spec = base_image(json!({"Cmd": ["/probe", "ls", "/data"]}))
             .layer(lower, Compression::Gzip)
             .layer(upper, Compression::Gzip);
-        push(&world, &spec, "tests/whiteouts", "latest");
-        let image = world.registry.name("tests/whiteouts");
-        world.pull(&image).expect_code(0, "the image pulls");
+        let image = pulled(&world, &spec, "tests/whiteouts");
         let data = world.verb("run").arg(&image).output();
         assert_eq!(
             data.json::<serde_json::Value>()["entries"],
@@ -301,9 +314,7 @@ mod m2_layers {
         let spec = ImageSpec::new(json!({"Cmd": ["/probe", "read", "/marker"]}))
             .layer(base_layer(), compression)
             .layer(Layer::new().file("marker", "12345"), compression);
-        push(&world, &spec, "tests/compressed", "latest");
-        let image = world.registry.name("tests/compressed");
-        world.pull(&image).expect_code(0, "the image pulls");
+        let image = pulled(&world, &spec, "tests/compressed");
         let out = world.verb("run").arg(&image).output();
         assert_eq!(
             out.json::<serde_json::Value>()["bytes"],
@@ -321,36 +332,23 @@ mod m2_layers {
             .file_owned("srv/tool", "#!/bin/sh\n", 0o4751, 123, 456)
             .symlink("srv/link", "/srv/tool")
             .hardlink("srv/hard", "srv/tool");
-        let spec = base_image(json!({"Cmd": ["/probe", "stat", "/srv/tool"]}))
-            .layer(extra, Compression::Gzip);
-        push(&world, &spec, "tests/meta", "latest");
-        let image = world.registry.name("tests/meta");
-        world.pull(&image).expect_code(0, "the image pulls");
-        let stat = world
-            .verb("run")
-            .arg(&image)
-            .output()
-            .json::<serde_json::Value>();
+        let spec = base_image(json!({"Cmd": ["true"]})).layer(extra, Compression::Gzip);
+        let image = pulled(&world, &spec, "tests/meta");
+        let tool = stat(&world, &image, "/srv/tool");
         assert_eq!(
             (
-                stat["mode"].clone(),
-                stat["uid"].clone(),
-                stat["gid"].clone()
+                tool["mode"].clone(),
+                tool["uid"].clone(),
+                tool["gid"].clone()
             ),
             (json!(0o4751), json!(123), json!(456))
         );
-        let link = world
-            .verb("run")
-            .args([&image, "/probe", "stat", "/srv/link"])
-            .output()
-            .json::<serde_json::Value>();
-        assert_eq!(link["kind"], "symlink");
-        let hard = world
-            .verb("run")
-            .args([&image, "/probe", "stat", "/srv/hard"])
-            .output()
-            .json::<serde_json::Value>();
-        assert_eq!(hard["mode"], json!(0o4751), "a hard link is the same file");
+        assert_eq!(stat(&world, &image, "/srv/link")["kind"], "symlink");
+        assert_eq!(
+            stat(&world, &image, "/srv/hard")["mode"],
+            json!(0o4751),
+            "a hard link is the same file"
+        );
     }
 
     #[rstest]
@@ -360,25 +358,14 @@ mod m2_layers {
             .dir("srv/")
             .file_with_xattr("srv/tagged", "x", "user.myruntime.note", "kept")
             .char_device("srv/null", 1, 3);
-        let spec = base_image(json!({"Cmd": ["/probe", "stat", "/srv/tagged"]}))
-            .layer(extra, Compression::Gzip);
-        push(&world, &spec, "tests/xattrs", "latest");
-        let image = world.registry.name("tests/xattrs");
-        world.pull(&image).expect_code(0, "the image pulls");
-        let tagged = world
-            .verb("run")
-            .arg(&image)
-            .output()
-            .json::<serde_json::Value>();
+        let spec = base_image(json!({"Cmd": ["true"]})).layer(extra, Compression::Gzip);
+        let image = pulled(&world, &spec, "tests/xattrs");
+        let tagged = stat(&world, &image, "/srv/tagged");
         assert_eq!(
             tagged["xattrs"]["user.myruntime.note"], "kept",
             "the layer's xattr is on the file: {tagged}"
         );
-        let null = world
-            .verb("run")
-            .args([&image, "/probe", "stat", "/srv/null"])
-            .output()
-            .json::<serde_json::Value>();
+        let null = stat(&world, &image, "/srv/null");
         assert_eq!(
             (
                 null["kind"].clone(),
