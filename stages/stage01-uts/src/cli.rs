@@ -217,9 +217,26 @@ pub fn warn(message: impl Display) {
     eprintln!("{}: warning: {message}", program());
 }
 
+/// `n` things in words: "1 layer", "3 layers", "1 entry", "2 entries".
+pub fn count(n: usize, noun: &str) -> String {
+    match (n, noun.strip_suffix('y')) {
+        (1, _) => format!("1 {noun}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        (_, None) => format!("{n} {noun}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_read_as_english() {
+        assert_eq!(count(1, "layer"), "1 layer");
+        assert_eq!(count(3, "layer"), "3 layers");
+        assert_eq!(count(0, "entry"), "0 entries");
+        assert_eq!(count(1, "entry"), "1 entry");
+    }
 
     #[derive(Debug, Parser)]
     #[command(name = "stage01-uts")]

@@ -136,10 +136,10 @@ impl Primitive for Overlay {
         self.userxattr = root_ids.is_some();
         ctx.tell(MountedRootfs(dir.join("merged")));
         let (n, shown) = (lowers.len(), dir.display());
-        let (last, layers) = (n - 1, if n == 1 { "layer" } else { "layers" });
+        let (last, layers) = (n - 1, stage01_uts::cli::count(n, "read-only layer"));
         explain!(
             "mkdir({shown}/{{upper,work,merged,l/0..{last}}})" => "ok",
-            "the container's own writable layer, on top of {n} read-only {layers}"
+            "the container's own writable layer, on top of {layers}"
         );
         self.dir = Some(dir);
         Ok(())

@@ -22,6 +22,7 @@ use oci_client::manifest::{
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
+use stage01_uts::cli::count;
 
 use crate::auth;
 use crate::progress::Progress;
@@ -209,15 +210,6 @@ pub fn pull(
 }
 // ANCHOR_END: pull
 
-/// "1 layer", "3 layers", "1 entry", "2 entries".
-fn count(n: usize, noun: &str) -> String {
-    match (n, noun.strip_suffix('y')) {
-        (1, _) => format!("1 {noun}"),
-        (_, Some(stem)) => format!("{n} {stem}ies"),
-        (_, None) => format!("{n} {noun}s"),
-    }
-}
-
 const MANIFEST_TYPES: [&str; 4] = [
     OCI_IMAGE_MEDIA_TYPE,
     IMAGE_MANIFEST_MEDIA_TYPE,
@@ -363,9 +355,9 @@ async fn fetch_layer(
             bar.abandon();
             let _ = std::fs::remove_file(&tmp);
             if let OciDistributionError::IoError(io) = &e
-                && io.raw_os_error() == Some(libc::ENOSPC)
+                && let Some(full) = no_space(store, io)
             {
-                return Err(no_space(store));
+                return Err(full);
             }
             return Err(blob_error(e, reference, image, "a layer", digest));
         }
@@ -392,9 +384,9 @@ async fn fetch_layer(
         Err(source) => {
             let _ = std::fs::remove_dir_all(&tmp);
             if let UnpackError::Io { source: io, .. } = &source
-                && io.raw_os_error() == Some(libc::ENOSPC)
+                && let Some(full) = no_space(store, io)
             {
-                return Err(no_space(store));
+                return Err(full);
             }
             Err(PullError::Layer {
                 image: image.to_owned(),
@@ -427,11 +419,13 @@ fn short_digest(digest: &str) -> String {
 }
 
 /// The store's disk is full: said once, whichever write found it.
-fn no_space(store: &Store) -> PullError {
-    StoreError::NoSpace {
-        path: store.root().display().to_string(),
-    }
-    .into()
+fn no_space(store: &Store, io: &std::io::Error) -> Option<PullError> {
+    (io.raw_os_error() == Some(libc::ENOSPC)).then(|| {
+        StoreError::NoSpace {
+            path: store.root().display().to_string(),
+        }
+        .into()
+    })
 }
 
 fn blob_error(
@@ -525,14 +519,6 @@ fn root_cause(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn counts_read_as_english() {
-        assert_eq!(count(1, "layer"), "1 layer");
-        assert_eq!(count(3, "layer"), "3 layers");
-        assert_eq!(count(0, "entry"), "0 entries");
-        assert_eq!(count(1, "entry"), "1 entry");
-    }
 
     #[test]
     fn platforms_parse_and_print() {

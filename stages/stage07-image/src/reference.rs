@@ -79,50 +79,31 @@ fn split(text: &str) -> Option<Reference> {
 /// `[a-z0-9]+` runs joined by `.`, `_`, `__` or dashes.
 fn is_path_component(part: &str) -> bool {
     let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    let bytes = part.as_bytes();
-    if !part.starts_with(alnum) || !part.ends_with(alnum) {
-        return false;
-    }
-    let mut i = 0;
-    while i < bytes.len() {
-        let run = bytes[i..]
-            .iter()
-            .take_while(|&&b| !alnum(b as char))
-            .count();
-        let separator = &part[i..i + run];
-        let ok = run == 0
-            || matches!(separator, "." | "_" | "__")
-            || separator.bytes().all(|b| b == b'-');
-        if !ok {
-            return false;
-        }
-        i += run.max(1);
-    }
-    true
+    part.starts_with(alnum)
+        && part.ends_with(alnum)
+        && part
+            .split(alnum)
+            .filter(|separator| !separator.is_empty())
+            .all(|separator| {
+                matches!(separator, "." | "_" | "__") || separator.bytes().all(|b| b == b'-')
+            })
 }
 
 /// A host (DNS labels of letters, digits and inner dashes, or `[IPv6]`)
 /// with an optional `:port`.
 fn is_domain(domain: &str) -> bool {
-    let (host, port) = match domain.strip_prefix('[') {
-        Some(v6) => match v6.split_once(']') {
-            Some((address, rest)) => {
-                let port = match rest {
-                    "" => None,
-                    _ => Some(rest.strip_prefix(':').unwrap_or("x")),
-                };
-                if address.is_empty() || !address.chars().all(|c| c.is_ascii_hexdigit() || c == ':')
-                {
-                    return false;
-                }
-                ("", port)
-            }
-            None => return false,
-        },
-        None => match domain.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (domain, None),
-        },
+    let is_port = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if let Some(v6) = domain.strip_prefix('[') {
+        let Some((address, rest)) = v6.split_once(']') else {
+            return false;
+        };
+        let address_ok =
+            !address.is_empty() && address.chars().all(|c| c.is_ascii_hexdigit() || c == ':');
+        return address_ok && (rest.is_empty() || rest.strip_prefix(':').is_some_and(is_port));
+    }
+    let (host, port) = match domain.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (domain, None),
     };
     let label = |l: &str| {
         !l.is_empty()
@@ -130,9 +111,7 @@ fn is_domain(domain: &str) -> bool {
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
-    let host_ok = domain.starts_with('[') || host.split('.').all(label);
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
-    host_ok && port_ok
+    host.split('.').all(label) && port.is_none_or(is_port)
 }
 
 /// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
@@ -315,6 +294,8 @@ mod tests {
         let r = split("[::1]:5000/x:1").unwrap();
         assert_eq!((r.registry(), r.repository()), ("[::1]:5000", "x"));
         assert!(split("[fe80::g]/x").is_none());
+        assert!(split("[::1]x/y").is_none());
+        assert!(split("[::1]:/y").is_none());
         // Tags are ASCII.
         assert!(split("alpine:é").is_none());
         assert!(split(&format!("a:{}", "t".repeat(129))).is_none());
