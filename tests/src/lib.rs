@@ -10,6 +10,7 @@
 //! or failed (see [`Running`]).
 
 pub mod host;
+pub mod hostile;
 pub mod milestones;
 pub mod registry;
 pub mod rootfs;

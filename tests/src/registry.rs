@@ -296,6 +296,13 @@ impl Layer {
         tar.extend_from_slice(&[0; 1024]);
         tar
     }
+
+    /// The layer as a gzip-compressed tar archive (a blob a registry serves).
+    pub fn gzip(&self) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&self.finish()).unwrap();
+        enc.finish().unwrap()
+    }
 }
 
 /// What an image built here holds.

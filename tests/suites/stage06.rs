@@ -65,9 +65,35 @@ fn md5ish(bytes: &[u8]) -> u64 {
 
 /// The containers' directories under the suite's data directory.
 fn container_dirs() -> Vec<PathBuf> {
-    std::fs::read_dir(harness::store_root().join("containers"))
+    entries(&harness::store_root().join("containers"))
+}
+
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    let mut all: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    all.sort();
+    all
+}
+
+/// A data directory of one test's own: what it holds after a run is that
+/// run's alone (the suite's shared one also holds what tests running beside
+/// it are doing).
+struct OwnStore(tempfile::TempDir);
+
+impl OwnStore {
+    fn new() -> OwnStore {
+        OwnStore(tempfile::tempdir().unwrap())
+    }
+
+    fn path(&self) -> &str {
+        self.0.path().to_str().unwrap()
+    }
+
+    /// What is under containers/: directories and their lock files.
+    fn containers(&self) -> Vec<PathBuf> {
+        entries(&self.0.path().join("containers"))
+    }
 }
 
 /// Milestone 06.1: the rootfs on disk is never modified.
@@ -211,22 +237,19 @@ mod m3_lifecycle {
     #[rstest]
     fn a_failed_start_leaves_no_upper_directory_and_no_mount(rt: Runtime) {
         let rootfs = Rootfs::private();
-        let before = container_dirs();
-        let out = rt.run_in(&rootfs).command(["/no/such/command"]).output();
+        let store = OwnStore::new();
+        let out = rt
+            .run_in(&rootfs)
+            .env("MYRUNTIME_ROOT", store.path())
+            .command(["/no/such/command"])
+            .output();
         out.expect_code(127, "the command is not in the rootfs");
-        let new: Vec<_> = container_dirs()
-            .into_iter()
-            .filter(|d| !before.contains(d))
-            .collect();
         assert_eq!(
-            new,
+            store.containers(),
             Vec::<PathBuf>::new(),
-            "a failed start left its directory"
+            "a failed start left its directory (or its lock)"
         );
-        assert_eq!(
-            host::mounts_under(&harness::store_root()),
-            Vec::<String>::new()
-        );
+        assert_eq!(host::mounts_under(store.0.path()), Vec::<String>::new());
     }
 }
 
@@ -297,30 +320,46 @@ mod m5_bad_input {
     #[rstest]
     fn a_missing_layer_is_refused(rt: Runtime) {
         let rootfs = Rootfs::private();
-        let before = container_dirs();
+        let store = OwnStore::new();
         rt.run_in(&rootfs)
+            .env("MYRUNTIME_ROOT", store.path())
             .args(["--layer", "/no/such/layer"])
             .probe(&["report"])
             .output()
             .expect_refused(&["/no/such/layer"]);
-        assert_eq!(container_dirs(), before, "a refused start left a directory");
+        assert_eq!(
+            store.containers(),
+            Vec::<PathBuf>::new(),
+            "a refused start left a directory"
+        );
     }
 
+    /// The data directory is root-only, and may sit under a directory only
+    /// root can pass: a user-namespaced container's root (host uid 100000)
+    /// never walks there; the runtime opens the layers and the container's
+    /// directory and hands them over as descriptors.
     #[rstest]
-    fn a_root_the_mapped_root_cannot_reach_is_refused(rt: Runtime) {
+    fn a_root_only_store_serves_a_user_namespaced_container_too(rt: Runtime) {
         use std::os::unix::fs::PermissionsExt;
         let rootfs = Rootfs::shared();
         let top = tempfile::tempdir().unwrap();
         std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let store = top.path().join("store");
-        let says = format!("cannot pass through {}", top.path().display());
-        rt.run_in(rootfs)
+        let out = rt
+            .run_in(rootfs)
             .env("MYRUNTIME_ROOT", store.to_str().unwrap())
             .args(["--uidmap", "0:100000:65536"])
-            .probe(&["report"])
-            .output()
-            .expect_refused(&[&says]);
-        assert!(!store.exists(), "a refused start made {}", store.display());
+            .command(["sh", "-c", "echo x > /written && /probe report"])
+            .output();
+        out.expect_code(0, "the container runs, and writes to its upper directory");
+        assert!(
+            out.stdout().contains("\"uid_map\":\"         0     100000"),
+            "{}",
+            out.describe()
+        );
+        let mode = std::fs::metadata(&store).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700, "the data directory is root-only");
+        assert_eq!(entries(&store.join("containers")), Vec::<PathBuf>::new());
     }
 
     #[test]

@@ -198,7 +198,7 @@ pub fn exit(result: Result<ExitStatus, Error>) -> ExitCode {
         Ok(status) => ExitCode::from(status.code()),
         Err(err) => {
             if !matches!(err, Error::Reported(_)) {
-                eprintln!("{}: {err}", program());
+                eprintln!("{}: {}", program(), Untrusted(&err.to_string()));
             }
             ExitCode::from(err.exit_code())
         }
@@ -208,13 +208,59 @@ pub fn exit(result: Result<ExitStatus, Error>) -> ExitCode {
 /// A line on stderr about what happened to the container (an OOM kill,
 /// say): not an error of the runtime, but something the user must know.
 pub fn note(message: impl Display) {
-    eprintln!("{}: {message}", program());
+    eprintln!("{}: {}", program(), Untrusted(&message.to_string()));
 }
 
 /// A warning line on stderr: something went wrong that did not stop the run
 /// (a cleanup that failed, say).
 pub fn warn(message: impl Display) {
-    eprintln!("{}: warning: {message}", program());
+    eprintln!(
+        "{}: warning: {}",
+        program(),
+        Untrusted(&message.to_string())
+    );
+}
+
+/// Text that came from outside the runtime (a registry, a layer's entry
+/// names, an image's config), shown so that it cannot act on the terminal:
+/// control characters (a newline, ESC starting a colour or cursor sequence)
+/// and the invisible format characters that reorder or hide text (bidi
+/// overrides, zero-width marks) are written as escapes, `\u{1b}`. Every
+/// line the runtime prints goes through this too, as a last line of defence
+/// for the one-line rule.
+// ANCHOR: untrusted
+#[derive(Debug, Clone, Copy)]
+pub struct Untrusted<'a>(pub &'a str);
+
+impl Display for Untrusted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        for c in self.0.chars() {
+            if needs_escape(c) {
+                write!(f, "{}", c.escape_unicode())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{200b}'..='\u{200f}'   // zero-width space and joiners, LRM, RLM
+            | '\u{2028}'..='\u{202e}' // line and paragraph separators, bidi embeddings and overrides
+            | '\u{2060}'..='\u{2069}' // word joiner, invisible operators, bidi isolates
+            | '\u{feff}'              // zero-width no-break space
+            | '\u{fff9}'..='\u{fffb}') // interlinear annotation
+}
+// ANCHOR_END: untrusted
+
+/// Bytes from outside (a layer's entry name need not be UTF-8), shown as
+/// [`Untrusted`] text; bytes that are not UTF-8 show as U+FFFD.
+pub fn untrusted_bytes(bytes: &[u8]) -> String {
+    Untrusted(&String::from_utf8_lossy(bytes)).to_string()
 }
 
 /// `n` things in words: "1 layer", "3 layers", "1 entry", "2 entries".
@@ -229,6 +275,23 @@ pub fn count(n: usize, noun: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn untrusted_text_cannot_act_on_the_terminal() {
+        let hostile = "etc/\u{1b}[2J\u{1b}]0;owned\u{7}\nfake line\r\u{202e}txt.exe\u{200b}";
+        let shown = Untrusted(hostile).to_string();
+        assert!(!shown.chars().any(needs_escape), "{shown:?}");
+        assert_eq!(
+            shown,
+            r"etc/\u{1b}[2J\u{1b}]0;owned\u{7}\u{a}fake line\u{d}\u{202e}txt.exe\u{200b}"
+        );
+        assert_eq!(
+            Untrusted("café/bin").to_string(),
+            "café/bin",
+            "printable text stays"
+        );
+        assert_eq!(untrusted_bytes(b"a\xffb\x1b"), "a\u{fffd}b\\u{1b}");
+    }
 
     #[test]
     fn counts_read_as_english() {

@@ -26,13 +26,15 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 
+use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
+use crate::channel::{self, Channel};
 use crate::error::{EXIT_RUNTIME, Error};
 use crate::explain;
 use crate::id::ContainerId;
@@ -117,6 +119,9 @@ pub struct Context {
     pub sys: Box<dyn Syscall>,
     /// In the container's process: the write end of the error pipe.
     error_pipe: Option<OwnedFd>,
+    /// Between clone and exec: this side's end of the socket that carries
+    /// descriptors from the runtime to the container's process.
+    channel: Option<Channel>,
     /// Facts one primitive tells later ones, one value per type: where the
     /// rootfs is mounted (stage 06 tells stage 03), which host ids the
     /// container's root has (stage 04 tells stage 06).
@@ -132,6 +137,7 @@ impl Context {
             process,
             sys: Box::new(Linux),
             error_pipe: None,
+            channel: None,
             facts: HashMap::new(),
         }
     }
@@ -145,6 +151,37 @@ impl Context {
     /// What an earlier primitive told, if it did.
     pub fn fact<T: Any>(&self) -> Option<&T> {
         self.facts.get(&TypeId::of::<T>())?.downcast_ref()
+    }
+
+    /// Host side, in `attach`: hand the container's process open
+    /// descriptors (it gets them, in order, with [`Context::recv_fds`]).
+    pub fn send_fds(&self, fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
+        self.channel
+            .as_ref()
+            .ok_or(Errno::ENOTCONN)
+            .and_then(|c| c.send_fds(fds))
+            .map_err(|e| {
+                Error::syscall(
+                    "sendmsg(SCM_RIGHTS)",
+                    "passing descriptors to the container",
+                    e,
+                )
+            })
+    }
+
+    /// Container side, in `setup`: the `count` descriptors the runtime sent.
+    pub fn recv_fds(&self, count: usize) -> Result<Vec<OwnedFd>, Error> {
+        self.channel
+            .as_ref()
+            .ok_or(Errno::ENOTCONN)
+            .and_then(|c| c.recv_fds(count))
+            .map_err(|e| {
+                Error::syscall(
+                    "recvmsg(SCM_RIGHTS)",
+                    "receiving descriptors from the runtime",
+                    e,
+                )
+            })
     }
 
     /// Close this process's copy of the error pipe. A primitive that forks
@@ -315,10 +352,18 @@ impl Container {
         let flags = self.clone_flags();
         let (go_rx, go_tx) = pipe()?;
         let (errors_rx, errors_tx) = pipe()?;
+        let (host_end, child_end) = channel::pair().map_err(|e| {
+            Error::syscall(
+                "socketpair(AF_UNIX, SOCK_SEQPACKET)",
+                "talking to the container's process",
+                e,
+            )
+        })?;
         let child = match self.ctx.sys.clone(flags) {
             Ok(Fork::Child) => {
-                drop((go_tx, errors_rx));
+                drop((go_tx, errors_rx, host_end));
                 self.ctx.error_pipe = Some(errors_tx);
+                self.ctx.channel = Some(child_end);
                 let err = self.child(go_rx);
                 self.ctx.fail(err)
             }
@@ -328,7 +373,8 @@ impl Container {
                 return Err(Error::syscall(call, "creating the namespaces", errno));
             }
         };
-        drop((go_rx, errors_tx));
+        drop((go_rx, errors_tx, child_end));
+        self.ctx.channel = Some(host_end);
         let names = FlagNames(flags);
         explain!(
             "clone({names})" => "pid {child}",
@@ -347,7 +393,9 @@ impl Container {
         //    The error pipe is close-on-exec: end-of-file with nothing in it
         //    means COMMAND is running.
         release(go_tx);
-        if let Some(err) = read_error(errors_rx) {
+        let report = read_error(errors_rx);
+        self.ctx.channel = None;
+        if let Some(err) = report {
             let _ = self.ctx.sys.waitpid(child, None);
             return Err(err);
         }
@@ -475,7 +523,6 @@ mod tests {
     use super::*;
     use crate::syscall::fake::Recorder;
     use crate::uts::{Hostname, Uts};
-    use nix::errno::Errno;
 
     fn container(sys: Recorder) -> Container {
         Container::new(Process::new(vec!["probe".into()]))
@@ -516,8 +563,15 @@ mod tests {
         let err = c.child(rx);
         assert_eq!(err.exit_code(), 127);
         let calls = calls.borrow();
-        assert_eq!(calls[..2], ["pdeathsig(SIGKILL)", "sethostname(web)"]);
-        assert!(calls[2].starts_with("execve("), "{calls:?}");
+        assert_eq!(
+            calls[..3],
+            [
+                "pdeathsig(SIGKILL)",
+                "sethostname(web)",
+                "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)"
+            ]
+        );
+        assert!(calls[3].starts_with("execve("), "{calls:?}");
     }
 
     #[test]

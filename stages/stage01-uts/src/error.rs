@@ -107,6 +107,8 @@ pub enum Searched {
     Path,
     /// COMMAND was looked up in these PATH directories.
     Dirs(String),
+    /// COMMAND was the empty string: nothing to look for.
+    Empty,
 }
 
 impl fmt::Display for Searched {
@@ -114,6 +116,7 @@ impl fmt::Display for Searched {
         match self {
             Searched::Path => f.write_str(" (no such file, or its interpreter is missing)"),
             Searched::Dirs(path) => write!(f, " (searched PATH={path})"),
+            Searched::Empty => f.write_str(" (the command is empty)"),
         }
     }
 }

@@ -25,11 +25,14 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// error that says why (and whose exit status is 126 or 127).
 // ANCHOR: exec
 pub fn exec(sys: &dyn Syscall, process: &Process) -> Error {
-    let Some(command) = process.args.first() else {
-        return Error::CommandNotFound {
-            command: String::new(),
-            searched: Searched::Path,
-        };
+    let command = match process.args.first() {
+        Some(command) if !command.is_empty() => command,
+        _ => {
+            return Error::CommandNotFound {
+                command: String::new(),
+                searched: Searched::Empty,
+            };
+        }
     };
     let argv = match cstrings(&process.args) {
         Ok(argv) => argv,
@@ -40,6 +43,22 @@ pub fn exec(sys: &dyn Syscall, process: &Process) -> Error {
         Err(e) => return e,
     };
     let shown = command.to_string_lossy().into_owned();
+
+    // Nothing the runtime holds open may cross into COMMAND: not its own
+    // descriptors, not those its caller left open (a directory on fd 7 would
+    // let COMMAND reach host files through /proc/self/fd/7). Only stdin,
+    // stdout and stderr stay. A sweep that fails stops the start.
+    if let Err(errno) = sys.close_on_exec_from(3) {
+        return Error::syscall(
+            "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)",
+            "keeping the runtime's descriptors out of the container",
+            errno,
+        );
+    }
+    explain!(
+        "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)" => "ok",
+        "only stdin, stdout and stderr cross into COMMAND; every other descriptor closes at execve"
+    );
 
     // A name with a slash is a path: no search, as in every shell.
     if command.as_bytes().contains(&b'/') {
@@ -131,6 +150,8 @@ mod tests {
     use super::*;
     use crate::syscall::fake::Recorder;
 
+    const CLOSE_RANGE: &str = "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)";
+
     fn process(args: &[&str], path: &str) -> Process {
         let mut p = Process::new(args.iter().map(OsString::from).collect());
         p.env = Some(vec![OsString::from(format!("PATH={path}"))]);
@@ -141,7 +162,10 @@ mod tests {
     fn searches_the_containers_path_in_order() {
         let sys = Recorder::default();
         let err = exec(&sys, &process(&["sh", "-c", "true"], "/a:/b"));
-        assert_eq!(*sys.calls.borrow(), ["execve(/a/sh)", "execve(/b/sh)"]);
+        assert_eq!(
+            *sys.calls.borrow(),
+            [CLOSE_RANGE, "execve(/a/sh)", "execve(/b/sh)"]
+        );
         assert_eq!(err.exit_code(), 127);
         insta::assert_snapshot!(err.to_string(), @r#"command not found: "sh" (searched PATH=/a:/b); check the name, or give its full path"#);
     }
@@ -150,7 +174,7 @@ mod tests {
     fn a_name_with_a_slash_is_not_searched() {
         let sys = Recorder::default();
         let err = exec(&sys, &process(&["./run.sh"], "/a:/b"));
-        assert_eq!(*sys.calls.borrow(), ["execve(./run.sh)"]);
+        assert_eq!(*sys.calls.borrow(), [CLOSE_RANGE, "execve(./run.sh)"]);
         insta::assert_snapshot!(err.to_string(), @r#"command not found: "./run.sh" (no such file, or its interpreter is missing); check the name, or give its full path"#);
     }
 
@@ -159,7 +183,7 @@ mod tests {
         let sys = Recorder::default();
         sys.execve_errors.borrow_mut().extend([Errno::EACCES]);
         let err = exec(&sys, &process(&["tool"], "/a:/b"));
-        assert_eq!(sys.calls.borrow().len(), 2);
+        assert_eq!(sys.calls.borrow().len(), 3);
         assert_eq!(err.exit_code(), 126);
         insta::assert_snapshot!(err.to_string(), @r#"cannot execute "tool": EACCES: Permission denied; is it a directory, or without execute permission?"#);
     }
@@ -169,7 +193,7 @@ mod tests {
         let sys = Recorder::default();
         sys.execve_errors.borrow_mut().extend([Errno::ENOEXEC]);
         let err = exec(&sys, &process(&["blob"], "/a:/b"));
-        assert_eq!(sys.calls.borrow().len(), 1);
+        assert_eq!(sys.calls.borrow().len(), 2);
         assert_eq!(err.exit_code(), 126);
     }
 
@@ -177,7 +201,10 @@ mod tests {
     fn empty_path_entry_means_current_directory() {
         let sys = Recorder::default();
         let _ = exec(&sys, &process(&["x"], ":/b"));
-        assert_eq!(*sys.calls.borrow(), ["execve(./x)", "execve(/b/x)"]);
+        assert_eq!(
+            *sys.calls.borrow(),
+            [CLOSE_RANGE, "execve(./x)", "execve(/b/x)"]
+        );
     }
 
     #[test]
@@ -186,7 +213,37 @@ mod tests {
         let mut p = process(&["x"], "");
         p.env = Some(vec![]);
         let _ = exec(&sys, &p);
-        assert_eq!(sys.calls.borrow().len(), DEFAULT_PATH.split(':').count());
+        assert_eq!(
+            sys.calls.borrow().len(),
+            1 + DEFAULT_PATH.split(':').count()
+        );
+    }
+
+    #[test]
+    fn descriptors_are_swept_before_the_first_execve() {
+        let sys = Recorder::default();
+        let _ = exec(&sys, &process(&["/bin/x"], "/a"));
+        assert_eq!(*sys.calls.borrow(), [CLOSE_RANGE, "execve(/bin/x)"]);
+    }
+
+    #[test]
+    fn a_failed_sweep_stops_the_start() {
+        let sys = Recorder {
+            close_range_error: Some(Errno::EIO),
+            ..Recorder::default()
+        };
+        let err = exec(&sys, &process(&["/bin/x"], "/a"));
+        assert_eq!(*sys.calls.borrow(), [CLOSE_RANGE], "no execve after it");
+        assert_eq!(err.exit_code(), 125);
+    }
+
+    #[test]
+    fn an_empty_command_is_not_found_and_says_so() {
+        let sys = Recorder::default();
+        let err = exec(&sys, &process(&[""], "/a"));
+        assert!(sys.calls.borrow().is_empty());
+        assert_eq!(err.exit_code(), 127);
+        insta::assert_snapshot!(err.to_string(), @r#"command not found: "" (the command is empty); check the name, or give its full path"#);
     }
 
     #[test]

@@ -7,12 +7,14 @@
 //!   which every stage plugs its one kernel primitive into that sequence;
 //! - [`uts`]: the primitive of this stage, a UTS namespace with its own hostname;
 //! - [`exec`]: finding and executing COMMAND, with the shell's 126/127 rules;
+//! - [`channel`]: descriptors from the runtime to the container's process;
 //! - [`syscall`]: the thin seam over the system calls the sequence makes, so
 //!   that unit tests can run it without root;
 //! - [`explain`]: the `--explain` narration, built on `tracing`;
 //! - [`cli`] and [`error`]: argument parsing, one-line errors and exit codes
 //!   shared by every stage binary and by `myruntime`.
 
+pub mod channel;
 pub mod cli;
 pub mod container;
 pub mod error;

@@ -38,6 +38,12 @@ pub trait Syscall {
     /// prctl(PR_SET_PDEATHSIG): the signal this process gets when its parent
     /// dies.
     fn set_parent_death_signal(&self, signal: Signal) -> Result<(), Errno>;
+    /// close_range(first, ~0, CLOSE_RANGE_CLOEXEC): every descriptor from
+    /// `first` up closes when the process executes a program.
+    fn close_on_exec_from(&self, first: u32) -> Result<(), Errno>;
+    /// close_range(first, ~0, 0): close every descriptor from `first` up,
+    /// now (for a process that stays, such as stage 02's init).
+    fn close_from(&self, first: u32) -> Result<(), Errno>;
 }
 
 /// The real kernel.
@@ -107,6 +113,61 @@ impl Syscall for Linux {
     fn set_parent_death_signal(&self, signal: Signal) -> Result<(), Errno> {
         nix::sys::prctl::set_pdeathsig(signal)
     }
+
+    // ANCHOR: close_on_exec
+    fn close_on_exec_from(&self, first: u32) -> Result<(), Errno> {
+        // Marked, not closed: the error pipe must stay open until execve
+        // succeeds, and then the kernel closes everything at once.
+        // SAFETY: close_range(2) with CLOSE_RANGE_CLOEXEC only sets flags.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                first,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        // Linux before 5.11: one fcntl per descriptor the process has.
+        let fds = std::fs::read_dir("/proc/self/fd").map_err(|_| Errno::last())?;
+        let numbers: Vec<i32> = fds
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|&fd| fd >= first as i32)
+            .collect();
+        for fd in numbers {
+            // SAFETY: F_SETFD on a number; one that is already closed (the
+            // directory's own descriptor) fails with EBADF, which is fine.
+            let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            if rc != 0 && Errno::last() != Errno::EBADF {
+                return Err(Errno::last());
+            }
+        }
+        Ok(())
+    }
+    // ANCHOR_END: close_on_exec
+
+    fn close_from(&self, first: u32) -> Result<(), Errno> {
+        // SAFETY: closing descriptors this process owns; nothing in it uses
+        // them afterwards (the caller is a process that only waits).
+        let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let fds = std::fs::read_dir("/proc/self/fd").map_err(|_| Errno::last())?;
+        let numbers: Vec<i32> = fds
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|&fd| fd >= first as i32)
+            .collect();
+        for fd in numbers {
+            // SAFETY: as above.
+            unsafe { libc::close(fd) };
+        }
+        Ok(())
+    }
 }
 
 /// Clone flags as the kernel's headers spell them, for messages and
@@ -158,6 +219,7 @@ pub(crate) mod fake {
         /// The errno each execve attempt fails with, in order (ENOENT after).
         pub execve_errors: RefCell<Vec<Errno>>,
         pub wait_status: Option<WaitStatus>,
+        pub close_range_error: Option<Errno>,
     }
 
     impl Syscall for Recorder {
@@ -194,6 +256,18 @@ pub(crate) mod fake {
         }
         fn set_parent_death_signal(&self, signal: Signal) -> Result<(), Errno> {
             self.calls.borrow_mut().push(format!("pdeathsig({signal})"));
+            Ok(())
+        }
+        fn close_on_exec_from(&self, first: u32) -> Result<(), Errno> {
+            self.calls
+                .borrow_mut()
+                .push(format!("close_range({first}, ~0, CLOSE_RANGE_CLOEXEC)"));
+            self.close_range_error.map_or(Ok(()), Err)
+        }
+        fn close_from(&self, first: u32) -> Result<(), Errno> {
+            self.calls
+                .borrow_mut()
+                .push(format!("close_range({first}, ~0, 0)"));
             Ok(())
         }
     }

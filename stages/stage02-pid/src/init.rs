@@ -41,6 +41,16 @@ pub fn fork_command(ctx: &mut Context) -> Result<(), Error> {
     // Only COMMAND reports to the host from here: if its exec works, the host
     // must see the error pipe close, so init lets go of its copy.
     ctx.close_error_pipe();
+    // init never executes a program, so close-on-exec would never close what
+    // it inherited: descriptors of the runtime, or of whoever started it,
+    // that any process of the container could reach through /proc/1/fd.
+    // It needs none of them. Should closing them fail, the container does
+    // not run: COMMAND is killed and init exits as the runtime fails (125).
+    if ctx.sys.close_from(3).is_err() {
+        let _ = ctx.sys.kill(command, nix::sys::signal::Signal::SIGKILL);
+        // SAFETY: _exit(2) is always safe to call.
+        unsafe { libc::_exit(stage01_uts::error::EXIT_RUNTIME.into()) }
+    }
     explain!(
         "fork()" => "pid {command}",
         "--init: PID 1 stays an init that reaps orphans and forwards signals; COMMAND is its child"

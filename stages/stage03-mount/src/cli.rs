@@ -71,6 +71,12 @@ impl FromStr for Volume {
         if Path::new(target) == Path::new("/") {
             return refuse("the container path may not be / (use --rootfs for that)");
         }
+        if covers_kernel_filesystem(Path::new(target)) {
+            return refuse(
+                "the container path covers /proc, /sys or /dev, which the runtime mounts itself; \
+                 mount below /dev or /sys, or elsewhere",
+            );
+        }
         Ok(Volume {
             source: source.into(),
             target: target.into(),
@@ -88,6 +94,26 @@ impl fmt::Display for Volume {
         Ok(())
     }
 }
+
+/// Whether a container path (absolute, relative to the container's root)
+/// is `/proc` or below it, `/sys` or `/dev`: the kernel filesystems the
+/// runtime mounts, which a volume would hide (docker and runc refuse them
+/// too). Below /sys and /dev a volume is allowed (`-v /dev/snd:/dev/snd`);
+/// below /proc nothing is, since /proc/self, /proc/sys and the masked paths
+/// are what keep the container in its place.
+// ANCHOR: kernel_filesystems
+pub fn covers_kernel_filesystem(path: &Path) -> bool {
+    let parts: Vec<Component> = path
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect();
+    match parts.as_slice() {
+        [first, ..] if first.as_os_str() == "proc" => true,
+        [only] => only.as_os_str() == "sys" || only.as_os_str() == "dev",
+        _ => false,
+    }
+}
+// ANCHOR_END: kernel_filesystems
 
 /// `-e KEY=VALUE`, or `-e KEY` to pass the runtime's own value on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,9 +191,26 @@ mod tests {
     #[case("/data:/", "may not be /")]
     #[case("/a:/b:rx", "ro or rw")]
     #[case("/a:/b:ro:z", "HOST:CONTAINER")]
+    #[case("/a:/proc", "covers /proc")]
+    #[case("/a://proc/", "covers /proc")]
+    #[case("/a:/./proc/sys", "covers /proc")]
+    #[case("/a:/sys", "covers /proc")]
+    #[case("/a:/dev", "covers /proc")]
     fn bad_volumes_say_why(#[case] spec: &str, #[case] reason: &str) {
         let err = spec.parse::<Volume>().unwrap_err();
         assert!(err.to_string().contains(reason), "{err}");
+    }
+
+    #[test]
+    fn volumes_below_sys_and_dev_are_allowed() {
+        for spec in [
+            "/a:/dev/snd",
+            "/a:/sys/fs/cgroup:ro",
+            "/a:/procedures",
+            "/a:/devices",
+        ] {
+            assert!(spec.parse::<Volume>().is_ok(), "{spec}");
+        }
     }
 
     #[test]

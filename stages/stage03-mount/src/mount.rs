@@ -166,8 +166,12 @@ impl Primitive for Mount {
     }
 
     /// In the container's process: build its mount table and enter it.
-    fn setup(&mut self, _ctx: &mut Context) -> Result<(), Error> {
-        if let Some(root) = self.mounted.take() {
+    fn setup(&mut self, ctx: &mut Context) -> Result<(), Error> {
+        if let Some(told) = self.mounted.take() {
+            // Where the earlier step says the rootfs is now, as this process
+            // reaches it (stage 06 tells it again from inside: a path
+            // through its directory's descriptor).
+            let root = ctx.fact::<MountedRootfs>().map_or(told, |m| m.0.clone());
             self.plan = Some(Plan::make(root, &self.volumes)?);
         }
         let Some(plan) = &self.plan else {

@@ -10,7 +10,10 @@
 //! that would climb above the rootfs is refused.
 
 use std::ffi::OsString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
+
+use nix::sys::stat::Mode;
 
 /// Why a path cannot be resolved inside the rootfs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,6 +103,123 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, ResolveError
 }
 // ANCHOR_END: resolve
 
+/// Why a directory could not be opened inside a root through descriptors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error("{path}: {component} is not a directory")]
+    NotADirectory { path: String, component: String },
+    #[error("{path}: {call}: {errno}")]
+    Io {
+        path: String,
+        call: &'static str,
+        errno: nix::errno::Errno,
+    },
+}
+
+/// [`resolve_in_root`]'s rules, walked through descriptors: open the
+/// directory `path` (a container path) inside the directory `root` is open
+/// on. Each component is opened with `O_NOFOLLOW` relative to the one
+/// before, so a link is never followed by the kernel behind the walk's back:
+/// it is read (`readlinkat`) and walked in place, an absolute one from
+/// `root` again, and a `..` that would climb above `root` is refused.
+/// Missing directories are made with `mode` when it is given.
+///
+/// What is resolved by path can change between the check and the use (a
+/// rename, a new symlink); what is opened cannot. This is how a layer is
+/// unpacked (stage 07): an archive's entry names are untrusted, and every
+/// file is created and changed through the descriptor of its parent.
+// ANCHOR: open_dir_in_root
+pub fn open_dir_in_root(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    mode: Option<Mode>,
+) -> Result<OwnedFd, OpenError> {
+    use nix::errno::Errno;
+    use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
+    use nix::sys::stat::{SFlag, fstatat, mkdirat};
+
+    let shown = || path.display().to_string();
+    let io = |call, errno| OpenError::Io {
+        path: shown(),
+        call,
+        errno,
+    };
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut todo: Vec<OsString> = components(path);
+    todo.reverse();
+    // The directories walked so far; `..` goes back one.
+    let mut walked: Vec<OwnedFd> = Vec::new();
+    let mut followed = 0;
+    let mut last_link: Option<String> = None;
+
+    while let Some(part) = todo.pop() {
+        if part == "." {
+            continue;
+        }
+        if part == ".." {
+            if walked.pop().is_none() {
+                return Err(ResolveError::Escapes {
+                    path: shown(),
+                    via: last_link.unwrap_or_else(|| "'..'".into()),
+                }
+                .into());
+            }
+            continue;
+        }
+        let dir = walked.last().map_or(root, |fd| fd.as_fd());
+        let opened = match openat(dir, part.as_os_str(), flags, Mode::empty()) {
+            Err(Errno::ENOENT) if mode.is_some() => {
+                match mkdirat(dir, part.as_os_str(), mode.unwrap_or(Mode::empty())) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(errno) => return Err(io("mkdirat", errno)),
+                }
+                openat(dir, part.as_os_str(), flags, Mode::empty())
+            }
+            other => other,
+        };
+        match opened {
+            Ok(fd) => walked.push(fd),
+            // Not a directory: a symlink to walk, or a dead end.
+            Err(Errno::ENOTDIR | Errno::ELOOP) => {
+                let stat = fstatat(dir, part.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .map_err(|e| io("fstatat", e))?;
+                if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFLNK {
+                    return Err(OpenError::NotADirectory {
+                        path: shown(),
+                        component: part.to_string_lossy().into_owned(),
+                    });
+                }
+                followed += 1;
+                if followed > MAX_SYMLINKS {
+                    return Err(ResolveError::Loop { path: shown() }.into());
+                }
+                let target = readlinkat(dir, part.as_os_str()).map_err(|e| io("readlinkat", e))?;
+                let target = PathBuf::from(target);
+                last_link = Some(format!(
+                    "the symlink {} -> {}",
+                    part.to_string_lossy(),
+                    target.display()
+                ));
+                if target.is_absolute() {
+                    walked.clear();
+                }
+                let mut target_parts = components(&target);
+                target_parts.reverse();
+                todo.extend(target_parts);
+            }
+            Err(errno) => return Err(io("openat", errno)),
+        }
+    }
+    match walked.pop() {
+        Some(fd) => Ok(fd),
+        // The root itself: a descriptor of its own.
+        None => nix::unistd::dup(root).map_err(|e| io("dup", e)),
+    }
+}
+// ANCHOR_END: open_dir_in_root
+
 fn components(path: &Path) -> Vec<OsString> {
     path.components()
         .filter_map(|c| match c {
@@ -182,6 +302,61 @@ mod tests {
         assert!(matches!(
             resolve_in_root(dir.path(), Path::new("/../etc")),
             Err(ResolveError::Escapes { .. })
+        ));
+    }
+
+    fn opened(root: &Path, path: &str, create: bool) -> Result<PathBuf, OpenError> {
+        let dir = std::fs::File::open(root).unwrap();
+        let mode = create.then(|| Mode::from_bits_truncate(0o755));
+        let fd = open_dir_in_root(dir.as_fd(), Path::new(path), mode)?;
+        let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+        Ok(std::fs::read_link(link).unwrap())
+    }
+
+    #[test]
+    fn descriptors_follow_the_same_rules_as_paths() {
+        let dir = rootfs();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(opened(&root, "/var/run", false).unwrap(), root.join("run"));
+        assert_eq!(opened(&root, "lib", false).unwrap(), root.join("usr/lib"));
+        assert_eq!(opened(&root, "/usr/up", false).unwrap(), root.join("etc"));
+        assert_eq!(opened(&root, "/", false).unwrap(), root);
+        assert!(matches!(
+            opened(&root, "/var/escape", false),
+            Err(OpenError::Resolve(ResolveError::Escapes { .. }))
+        ));
+        assert!(matches!(
+            opened(&root, "/loop", false),
+            Err(OpenError::Resolve(ResolveError::Loop { .. }))
+        ));
+        assert!(matches!(
+            opened(&root, "/nope", false),
+            Err(OpenError::Io {
+                errno: nix::errno::Errno::ENOENT,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn missing_directories_are_made_inside_never_outside() {
+        let dir = rootfs();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        symlink(outside.path(), root.join("abs")).unwrap();
+        assert_eq!(
+            opened(&root, "/var/run/new/deep", true).unwrap(),
+            root.join("run/new/deep")
+        );
+        // An absolute symlink restarts at the root: the host directory it
+        // names is never touched.
+        let inside = opened(&root, "/abs/made", true).unwrap();
+        assert!(inside.starts_with(&root), "{}", inside.display());
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        std::fs::write(root.join("file"), "x").unwrap();
+        assert!(matches!(
+            opened(&root, "/file/x", true),
+            Err(OpenError::NotADirectory { .. })
         ));
     }
 

@@ -65,6 +65,20 @@ pub fn check(root: &Path, volume: &Volume) -> Result<PathBuf, Error> {
         volume: shown.clone(),
         reason: e.to_string(),
     })?;
+    // The same rule as the command line's, on the path a symlink of the
+    // rootfs leads to (`/state -> /proc` in an image).
+    let inside = target.strip_prefix(root).unwrap_or(&target);
+    if crate::cli::covers_kernel_filesystem(inside) {
+        return Err(MountError::VolumeTarget {
+            volume: shown,
+            reason: format!(
+                "{} leads to /{}, which the runtime mounts itself; choose another container path",
+                volume.target.display(),
+                inside.display()
+            ),
+        }
+        .into());
+    }
     if let Ok(existing) = std::fs::metadata(&target)
         && existing.is_dir() != source.is_dir()
     {
@@ -164,6 +178,15 @@ mod tests {
         let volume: Volume = "/tmp:/data/x".parse().unwrap();
         let err = check(root.path(), &volume).unwrap_err();
         insta::assert_snapshot!(err.to_string(), @"volume /tmp:/data/x: /data/x leads out of the root filesystem through the symlink /data -> ../../../../../etc");
+    }
+
+    #[test]
+    fn a_symlink_to_proc_is_no_way_around_the_rule() {
+        let root = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/proc", root.path().join("state")).unwrap();
+        let volume: Volume = "/tmp:/state".parse().unwrap();
+        let err = check(root.path(), &volume).unwrap_err();
+        insta::assert_snapshot!(err.to_string(), @"volume /tmp:/state: /state leads to /proc, which the runtime mounts itself; choose another container path");
     }
 
     #[test]

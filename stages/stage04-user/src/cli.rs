@@ -14,7 +14,12 @@ pub struct RunArgs {
 
     /// Run COMMAND as this user: a name or uid from the rootfs's /etc/passwd,
     /// optionally with a group
-    #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
+    #[arg(
+        short = 'u',
+        long,
+        value_name = "USER[:GROUP]",
+        allow_hyphen_values = true
+    )]
     pub user: Option<UserSpec>,
 
     /// Map container uids to host uids in a new user namespace (repeatable)

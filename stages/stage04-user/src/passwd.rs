@@ -28,6 +28,20 @@ impl FromStr for UserSpec {
                 "write it as USER or USER:GROUP (names or numbers)",
             );
         }
+        let numeric = |s: &str| {
+            s.strip_prefix('-')
+                .unwrap_or(s)
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        };
+        let in_range = |s: &str| s.parse::<u32>().is_ok_and(|id| id <= MAX_ID);
+        if [Some(user), group]
+            .into_iter()
+            .flatten()
+            .any(|s| numeric(s) && !in_range(s))
+        {
+            return InvalidValue::refuse("user", spec, ID_RANGE);
+        }
         Ok(UserSpec {
             user: user.to_owned(),
             group: group.map(str::to_owned),
@@ -44,6 +58,17 @@ impl fmt::Display for UserSpec {
         Ok(())
     }
 }
+
+/// The largest uid or gid a container may ask for, as docker allows. The
+/// kernel's ids are 32 bits, but `(uid_t)-1` (4294967295) means "leave
+/// unchanged" to setresuid(2): asked for as a user, it would keep COMMAND
+/// root. Ids above 2^31-1 are refused wherever they come from: the command
+/// line, an image's User, the container's /etc/passwd and /etc/group.
+// ANCHOR: max_id
+pub const MAX_ID: u32 = i32::MAX as u32;
+// ANCHOR_END: max_id
+
+const ID_RANGE: &str = "uids and gids must be in the range 0-2147483647";
 
 /// Who COMMAND runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +89,14 @@ pub enum UnknownUser {
     User(String),
     #[error("group {0:?} is not in the container's /etc/group; give a name it lists, or a gid")]
     Group(String),
+    #[error(
+        "the container's /etc/{file} gives {name:?} the id {id}: uids and gids must be in the range 0-2147483647"
+    )]
+    OutOfRange {
+        file: &'static str,
+        name: String,
+        id: u32,
+    },
 }
 
 struct PasswdEntry<'a> {
@@ -123,10 +156,30 @@ pub fn resolve(spec: &UserSpec, passwd: &str, group: &str) -> Result<Identity, U
                 .ok_or_else(|| UnknownUser::Group(g.clone()))?,
         },
     };
+    let out_of_range = |file, name: &str, id| UnknownUser::OutOfRange {
+        file,
+        name: name.to_owned(),
+        id,
+    };
+    if let Some(e) = &entry {
+        if e.uid > MAX_ID || e.gid > MAX_ID {
+            return Err(out_of_range("passwd", e.name, e.uid.max(e.gid)));
+        }
+    }
+    if gid > MAX_ID {
+        return Err(out_of_range(
+            "group",
+            spec.group.as_deref().unwrap_or(""),
+            gid,
+        ));
+    }
     let mut groups = vec![gid];
     if let Some(e) = &entry {
-        for (_, g, members) in group_entries(group) {
+        for (name, g, members) in group_entries(group) {
             if members.contains(&e.name) && !groups.contains(&g) {
+                if g > MAX_ID {
+                    return Err(out_of_range("group", name, g));
+                }
                 groups.push(g);
             }
         }
@@ -208,6 +261,40 @@ mod tests {
             resolve(&spec("app:nogroup"), PASSWD, GROUP),
             Err(UnknownUser::Group(_))
         ));
+    }
+
+    #[test]
+    fn ids_that_setresuid_would_not_switch_to_are_refused() {
+        for spec in [
+            "4294967295",
+            "-1",
+            "0:4294967295",
+            "2147483648",
+            "99999999999",
+        ] {
+            let err = spec.parse::<UserSpec>().unwrap_err();
+            assert!(err.to_string().contains("0-2147483647"), "{spec}: {err}");
+        }
+        assert!("2147483647:0".parse::<UserSpec>().is_ok());
+        assert!(
+            "nobody:-5".parse::<UserSpec>().is_err(),
+            "a negative group too"
+        );
+    }
+
+    #[test]
+    fn an_image_cannot_smuggle_them_in_through_its_files() {
+        let passwd =
+            "evil:x:4294967295:0::/:/bin/sh\nok:x:5:4294967295::/:/bin/sh\nfine:x:6:6::/:/bin/sh\n";
+        let group = "wheel:x:4294967295:fine\n";
+        for user in ["evil", "ok", "fine"] {
+            let err = resolve(&spec(user), passwd, group).unwrap_err();
+            assert!(
+                matches!(err, UnknownUser::OutOfRange { .. }),
+                "{user}: {err}"
+            );
+        }
+        insta::assert_snapshot!(resolve(&spec("evil"), passwd, "").unwrap_err().to_string(), @r#"the container's /etc/passwd gives "evil" the id 4294967295: uids and gids must be in the range 0-2147483647"#);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use stage01_uts::{Context, Error, Primitive, cli, explain};
 use crate::cgroup::Cgroup;
 use crate::hierarchy::{Mode, delegated_subtree};
 use crate::limits::{LimitError, Limits};
-use crate::rundir::{CgroupLock, reap_stale, runtime_dir};
+use crate::rundir::{OwnerLock, reap_stale, runtime_dir};
 
 /// The default parent of every container's cgroup.
 pub const DEFAULT_PARENT: &str = "myruntime";
@@ -29,7 +29,7 @@ pub const DEFAULT_PARENT: &str = "myruntime";
 pub struct Cgroups {
     limits: Result<Limits, LimitError>,
     parent: Option<PathBuf>,
-    placed: Option<(Cgroup, CgroupLock)>,
+    placed: Option<(Cgroup, OwnerLock)>,
 }
 
 impl Cgroups {
@@ -70,7 +70,8 @@ impl Primitive for Cgroups {
             }
         };
         let rundir = runtime_dir();
-        let reaped = reap_stale(&rundir, |path| {
+        let locks = rundir.join("cgroups");
+        let reaped = reap_stale(&locks, |path| {
             let stale = Cgroup::load(mode, path);
             stale.kill_all();
             stale.remove().is_ok()
@@ -84,7 +85,7 @@ impl Primitive for Cgroups {
         let path = base
             .join(self.parent.as_deref().unwrap_or(DEFAULT_PARENT.as_ref()))
             .join(ctx.id.as_str());
-        let lock = CgroupLock::acquire(&rundir, ctx.id.as_str(), &path).map_err(|e| {
+        let lock = OwnerLock::acquire(&locks, ctx.id.as_str(), &path).map_err(|e| {
             Error::primitive(LockFailed {
                 dir: rundir.display().to_string(),
                 why: e.to_string(),

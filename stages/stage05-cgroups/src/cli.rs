@@ -17,7 +17,7 @@ pub struct RunArgs {
 
     /// Memory limit (bytes, or with b, k, m, g): past it the kernel's OOM
     /// killer ends the container
-    #[arg(short = 'm', long, value_name = "SIZE")]
+    #[arg(short = 'm', long, value_name = "SIZE", allow_hyphen_values = true)]
     pub memory: Option<Bytes>,
 
     /// Memory plus swap limit, -1 for unlimited swap [default: twice --memory]
@@ -30,7 +30,7 @@ pub struct RunArgs {
     pub memory_swap: Option<SwapLimit>,
 
     /// CPUs the container may use, as a fraction: 0.5 is half of one CPU's time
-    #[arg(long, value_name = "FLOAT")]
+    #[arg(long, value_name = "FLOAT", allow_hyphen_values = true)]
     pub cpus: Option<Cpus>,
 
     /// CPU weight relative to other containers (2 to 262144; 1024 is the default)
@@ -78,6 +78,9 @@ impl FromStr for Bytes {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let refuse = |reason| InvalidValue::refuse("size", s, reason);
         let lower = s.trim().to_ascii_lowercase();
+        if lower.starts_with('-') {
+            return refuse("a size cannot be negative; give one such as 64m");
+        }
         let digits_end = lower
             .find(|c: char| !c.is_ascii_digit() && c != '.')
             .unwrap_or(lower.len());
@@ -95,7 +98,11 @@ impl FromStr for Bytes {
             _ => return refuse("the unit must be b, k, m, g or t"),
         };
         let bytes = number * scale as f64;
-        if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        // The kernel and docker read sizes as signed 64-bit numbers.
+        if !bytes.is_finite() || bytes > i64::MAX as f64 {
+            return refuse("it is too large: sizes go up to 2^63-1 bytes");
+        }
+        if bytes < 1.0 {
             return refuse("it must be at least one byte");
         }
         Ok(Bytes(bytes as u64))
@@ -267,6 +274,23 @@ mod tests {
     #[case("-5m")]
     fn bad_sizes_are_refused(#[case] s: &str) {
         assert!(s.parse::<Bytes>().is_err(), "{s}");
+    }
+
+    #[test]
+    fn each_refusal_says_what_is_wrong() {
+        let why = |s: &str| s.parse::<Bytes>().unwrap_err().reason;
+        assert_eq!(why("-1"), "a size cannot be negative; give one such as 64m");
+        assert_eq!(
+            why("99999999999999999999"),
+            "it is too large: sizes go up to 2^63-1 bytes"
+        );
+        assert_eq!(why("0.1"), "it must be at least one byte");
+        assert!(
+            "-1".parse::<Cpus>()
+                .unwrap_err()
+                .reason
+                .contains("at least 0.01")
+        );
     }
 
     #[test]

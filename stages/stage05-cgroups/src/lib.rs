@@ -8,8 +8,8 @@
 //!   [`cgroup::v1`] and [`cgroup::v2`] for what differs;
 //! - [`hierarchy`]: which layout this host has, and delegation for rootless;
 //! - [`limits`]: the limits asked for, checked and converted;
-//! - [`rundir`]: the runtime directory and the locks that find cgroups left
-//!   by dead runtimes.
+//! - [`rundir`]: the runtime directory, and the owner locks that find what
+//!   dead runtimes left (cgroups here; containers' directories in stage 06).
 
 pub mod cgroup;
 pub mod cgroups;

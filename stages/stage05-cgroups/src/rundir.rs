@@ -1,12 +1,13 @@
-//! The runtime's state directory, and the locks that tell a live
-//! container's cgroup from one a dead runtime left behind.
+//! The runtime's state directory, and the locks that tell what a live
+//! runtime owns from what a dead one left behind.
 //!
-//! A runtime killed with SIGKILL cannot remove its container's cgroup (the
-//! container dies with it, see stage 01's parent-death signal, but the empty
-//! cgroup stays). So each runtime holds an exclusive flock(2) on a small file
-//! naming its cgroup for as long as the cgroup exists; the kernel drops the
-//! lock when the runtime dies, however it dies. Every start first takes the
-//! locks nobody holds, and removes their cgroups.
+//! A runtime killed with SIGKILL cannot clean up: its container dies with
+//! it (see stage 01's parent-death signal), but the empty cgroup stays, and
+//! so does the container's directory of stage 06. So the runtime holds an
+//! exclusive flock(2) on a small file naming what it owns for as long as
+//! that exists; the kernel drops the lock when the runtime dies, however it
+//! dies. The next runtime takes the locks nobody holds, and removes what
+//! they name.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -34,27 +35,28 @@ pub fn runtime_dir() -> PathBuf {
     }
 }
 
-/// An exclusive lock on `<runtime dir>/cgroups/<id>.lock`, whose content is
-/// the cgroup's path; released (and the file removed) by [`CgroupLock::release`],
-/// or by the kernel when the process dies.
+/// An exclusive lock on `<locks>/<name>.lock`, a file whose content is the
+/// path of what its holder owns (a cgroup, a container's directory);
+/// released (and the file removed) by [`OwnerLock::release`], or by the
+/// kernel when the process dies.
 #[derive(Debug)]
-pub struct CgroupLock {
+pub struct OwnerLock {
     file: File,
     path: PathBuf,
 }
 
-impl CgroupLock {
-    /// Take the lock for `id`'s cgroup at `cgroup`. The file appears under
-    /// its final name already locked (written aside, locked, renamed), so a
-    /// concurrent reaper can never take it for a dead one.
-    pub fn acquire(dir: &Path, id: &str, cgroup: &Path) -> std::io::Result<CgroupLock> {
-        let locks = dir.join("cgroups");
+impl OwnerLock {
+    /// Take the lock `name` in the directory `locks`, for `owned`. The file
+    /// appears under its final name already locked (written aside under a
+    /// name with this process's pid, locked, renamed), so a concurrent
+    /// reaper can never take it for a dead one's.
+    pub fn acquire(locks: &Path, name: &str, owned: &Path) -> std::io::Result<OwnerLock> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(&locks)?;
-        let path = locks.join(format!("{id}.lock"));
-        let aside = locks.join(format!(".{id}.new"));
+            .create(locks)?;
+        let path = locks.join(format!("{name}.lock"));
+        let aside = locks.join(format!(".{name}.{}.new", std::process::id()));
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(true)
@@ -64,12 +66,15 @@ impl CgroupLock {
             .custom_flags(libc::O_CLOEXEC)
             .open(&aside)?;
         flock(&file, libc::LOCK_EX | libc::LOCK_NB)?;
-        file.write_all(cgroup.as_os_str().as_encoded_bytes())?;
-        std::fs::rename(&aside, &path)?;
-        Ok(CgroupLock { file, path })
+        file.write_all(owned.as_os_str().as_encoded_bytes())?;
+        if let Err(e) = std::fs::rename(&aside, &path) {
+            let _ = std::fs::remove_file(&aside);
+            return Err(e);
+        }
+        Ok(OwnerLock { file, path })
     }
 
-    /// The cgroup is gone: remove the file and let go of the lock.
+    /// What it owns is gone: remove the file and let go of the lock.
     pub fn release(self) {
         let _ = std::fs::remove_file(&self.path);
         drop(self.file);
@@ -85,18 +90,27 @@ fn flock(file: &File, how: libc::c_int) -> std::io::Result<()> {
     }
 }
 
-/// The cgroups whose runtimes are dead: the locks nobody holds, each taken
-/// now and handed to `remove` with the path it names. `remove` returns true
-/// when the cgroup is gone, and its lock file is then removed too.
+/// What dead runtimes owned: the locks in `locks` that nobody holds, each
+/// taken now and handed to `remove` with the path it names. `remove` returns
+/// true when that is gone, and its lock file is then removed too. Files a
+/// runtime was writing aside when it died go as well.
 // ANCHOR: reap
-pub fn reap_stale(dir: &Path, mut remove: impl FnMut(&Path) -> bool) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir.join("cgroups")) else {
+pub fn reap_stale(locks: &Path, mut remove: impl FnMut(&Path) -> bool) -> usize {
+    let Ok(entries) = std::fs::read_dir(locks) else {
         return 0;
     };
     let mut reaped = 0;
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.extension().is_none_or(|e| e != "lock") {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some(pid) = aside_pid(&name) {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_file(&path);
+            }
+            continue;
+        }
+        if !name.ends_with(".lock") {
             continue;
         }
         let Ok(mut file) = OpenOptions::new()
@@ -110,10 +124,8 @@ pub fn reap_stale(dir: &Path, mut remove: impl FnMut(&Path) -> bool) -> usize {
         if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err() {
             continue;
         }
-        let mut cgroup = String::new();
-        if file.read_to_string(&mut cgroup).is_ok()
-            && !cgroup.is_empty()
-            && remove(Path::new(&cgroup))
+        let mut owned = String::new();
+        if file.read_to_string(&mut owned).is_ok() && !owned.is_empty() && remove(Path::new(&owned))
         {
             let _ = std::fs::remove_file(&path);
             reaped += 1;
@@ -123,6 +135,25 @@ pub fn reap_stale(dir: &Path, mut remove: impl FnMut(&Path) -> bool) -> usize {
 }
 // ANCHOR_END: reap
 
+/// Whether the lock file at `path` is held by a live owner (an owner that
+/// died no longer holds it).
+pub fn held(path: &Path) -> bool {
+    let Ok(file) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+    else {
+        return false;
+    };
+    flock(&file, libc::LOCK_SH | libc::LOCK_NB).is_err()
+}
+
+/// The pid in the name of a lock file being written aside, `.NAME.PID.new`.
+fn aside_pid(name: &str) -> Option<u32> {
+    let middle = name.strip_prefix('.')?.strip_suffix(".new")?;
+    middle.rsplit_once('.')?.1.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,9 +161,9 @@ mod tests {
     #[test]
     fn a_held_lock_is_left_alone_and_a_released_one_is_reaped() {
         let dir = tempfile::tempdir().unwrap();
-        let live = CgroupLock::acquire(dir.path(), "live", Path::new("myruntime/live")).unwrap();
+        let live = OwnerLock::acquire(dir.path(), "live", Path::new("myruntime/live")).unwrap();
         // A dead runtime's lock: the file is there, nobody holds it.
-        let dead = CgroupLock::acquire(dir.path(), "dead", Path::new("myruntime/dead")).unwrap();
+        let dead = OwnerLock::acquire(dir.path(), "dead", Path::new("myruntime/dead")).unwrap();
         drop(dead.file);
 
         let mut removed = Vec::new();
@@ -142,21 +173,33 @@ mod tests {
         });
         assert_eq!(n, 1);
         assert_eq!(removed, [PathBuf::from("myruntime/dead")]);
-        assert!(!dir.path().join("cgroups/dead.lock").exists());
-        assert!(dir.path().join("cgroups/live.lock").exists());
+        assert!(!dir.path().join("dead.lock").exists());
+        assert!(dir.path().join("live.lock").exists());
         live.release();
-        assert!(!dir.path().join("cgroups/live.lock").exists());
+        assert!(!dir.path().join("live.lock").exists());
     }
 
     #[test]
     fn a_cgroup_that_could_not_be_removed_keeps_its_lock_file() {
         let dir = tempfile::tempdir().unwrap();
         drop(
-            CgroupLock::acquire(dir.path(), "x", Path::new("myruntime/x"))
+            OwnerLock::acquire(dir.path(), "x", Path::new("myruntime/x"))
                 .unwrap()
                 .file,
         );
         assert_eq!(reap_stale(dir.path(), |_| false), 0);
-        assert!(dir.path().join("cgroups/x.lock").exists());
+        assert!(dir.path().join("x.lock").exists());
+    }
+
+    #[test]
+    fn a_file_a_dead_runtime_was_writing_aside_goes_a_live_ones_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join(".x.999999999.new");
+        let live = dir.path().join(format!(".y.{}.new", std::process::id()));
+        std::fs::write(&dead, "").unwrap();
+        std::fs::write(&live, "").unwrap();
+        reap_stale(dir.path(), |_| true);
+        assert!(!dead.exists());
+        assert!(live.exists());
     }
 }

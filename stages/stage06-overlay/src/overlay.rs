@@ -15,20 +15,43 @@
 //!   upper/    its own writes, whiteouts       <root>/containers/<id>/upper
 //!   work/     overlayfs's scratch space       <root>/containers/<id>/work
 //!   ─────────────────────────── read-only ──────────────────────────
-//!   l/2 ──►   --layer C   (highest)
-//!   l/1 ──►   --layer B
-//!   l/0 ──►   --rootfs A  (lowest)
+//!   fd 9  ──► --layer C   (highest)           opened by the runtime,
+//!   fd 8  ──► --layer B                       passed to the container's
+//!   fd 7  ──► --rootfs A  (lowest)            process as descriptors
 //! ```
+//!
+//! The data directory is root-only (see [`crate::datadir`]), and in a user
+//! namespace the container's root is an ordinary host uid: it could not walk
+//! there to mount. So the runtime opens each layer and the container's
+//! directory itself, through `/proc/PID/root` of the waiting child (so that
+//! the descriptors belong to the child's mount namespace), and passes them
+//! over; the child mounts with `lowerdir=9:8:7` relative to /proc/self/fd.
+//! The names are short, so 500 layers fit in the one page the kernel copies
+//! mount options into.
+//!
+//! Each container's directory belongs to its runtime for as long as it
+//! exists, by an owner lock (stage 05's): a runtime killed with SIGKILL
+//! leaves it, and the next start removes it.
 
-use std::os::unix::fs::{DirBuilderExt, symlink};
+use std::any::Any;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{OFlag, open};
 use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
 use stage01_uts::{Context, Error, Primitive, explain};
 use stage03_mount::mount::MountedRootfs;
 use stage03_mount::sys::Linux;
 use stage04_user::userns::ContainerRoot;
+use stage05_cgroups::rundir::{OwnerLock, held, reap_stale};
+
+use crate::datadir;
 
 /// What cannot be done with the layers given.
 #[derive(Debug, thiserror::Error)]
@@ -41,19 +64,14 @@ pub enum OverlayError {
     TooMany { count: usize, max: usize },
     #[error("preparing the container's directory {path}: {why}")]
     Directory { path: String, why: String },
-    #[error(
-        "the container's root (host uid {uid}) cannot pass through {path} (mode {mode:o}, owner {owner}); allow it with chmod o+x {path}, or choose a --root and layers it can reach"
-    )]
-    Unreachable {
-        uid: u32,
-        path: String,
-        mode: u32,
-        owner: u32,
-    },
 }
 
 /// overlayfs's limit on lower layers (`OVL_MAX_STACK`).
 pub const MAX_LAYERS: usize = 500;
+
+/// The file in a container's directory that lists its lower layers (their
+/// host paths, NUL-separated), so that `rmi` can tell an image in use.
+const LOWERS: &str = "lowers";
 
 /// The overlay rootfs of one container.
 // ANCHOR: overlay
@@ -62,11 +80,18 @@ pub struct Overlay {
     lowers: Vec<PathBuf>,
     /// The runtime's data directory.
     root: PathBuf,
-    /// `<root>/containers/<id>`, once made.
-    dir: Option<PathBuf>,
+    /// `<root>/containers/<id>`, once made, and the lock that says whose.
+    dir: Option<(PathBuf, OwnerLock)>,
     /// Mount with `userxattr`: the container has a user namespace, where
     /// overlayfs may not use trusted.* extended attributes.
     userxattr: bool,
+    /// Let go of once the lowers are recorded: stage 07's hold on the image
+    /// store, so that `rmi` cannot remove a layer between the moment this
+    /// container chose it and the moment it is listed as in use.
+    hold: Option<Box<dyn Any>>,
+    /// In the container's process: its directory's descriptor, the way to
+    /// the merged root until pivot_root (closed at exec).
+    dir_fd: Option<OwnedFd>,
 }
 
 impl Overlay {
@@ -78,7 +103,15 @@ impl Overlay {
             root,
             dir: None,
             userxattr: false,
+            hold: None,
+            dir_fd: None,
         }
+    }
+
+    /// Keep `guard` alive until this container's lowers are recorded.
+    pub fn holding(mut self, guard: Box<dyn Any>) -> Self {
+        self.hold = Some(guard);
+        self
     }
 }
 
@@ -91,9 +124,9 @@ impl Primitive for Overlay {
         CloneFlags::CLONE_NEWNS
     }
 
-    /// On the host: check the layers, make upper, work and merged, and link
-    /// the layers under short names (the mount's option string must fit in
-    /// a page: a hundred long paths would not).
+    /// On the host: check the layers, take the container's directory (and
+    /// reclaim those dead runtimes left), make upper, work and merged, and
+    /// record the lowers.
     fn prepare(&mut self, ctx: &mut Context) -> Result<(), Error> {
         if self.lowers.is_empty() {
             return Err(Error::primitive(OverlayError::NoLayers));
@@ -117,73 +150,126 @@ impl Primitive for Overlay {
                 })?;
             lowers.push(path);
         }
-        let dir = self.root.join("containers").join(ctx.id.as_str());
-        let root_ids = ctx.fact::<ContainerRoot>().copied();
-        if let Some(ids) = root_ids {
-            for path in lowers.iter().chain([&dir]) {
-                reachable(path, ids).map_err(Error::primitive)?;
-            }
-        }
-        make_dirs(&dir, &lowers, root_ids).map_err(|e| {
-            let _ = remove(&dir);
+        self.lowers = lowers;
+        let failed = |path: &Path, why: String| {
             Error::primitive(OverlayError::Directory {
-                path: dir.display().to_string(),
-                why: format!(
-                    "{e}; choose a data directory you can write to with --root or MYRUNTIME_ROOT"
-                ),
+                path: path.display().to_string(),
+                why,
             })
-        })?;
+        };
+        let hint = "; choose a data directory you can write to with --root or MYRUNTIME_ROOT";
+        datadir::prepare(&self.root, &["containers"])
+            .map_err(|e| failed(&self.root, format!("{e}{hint}")))?;
+        let root = std::fs::canonicalize(&self.root)
+            .map_err(|e| failed(&self.root, format!("{e}{hint}")))?;
+        let containers = root.join("containers");
+        let reaped = reap(&containers);
+        if reaped > 0 {
+            explain!(
+                "rm -r <{reaped} containers' directories>" => "ok",
+                "their runtimes died without removing them; their locks were free"
+            );
+        }
+        let dir = containers.join(ctx.id.as_str());
+        let lock = OwnerLock::acquire(&containers, ctx.id.as_str(), &dir)
+            .map_err(|e| failed(&dir, format!("locking it: {e}")))?;
+        let root_ids = ctx.fact::<ContainerRoot>().copied();
+        if let Err(e) = make_dirs(&dir, &self.lowers, root_ids) {
+            let _ = remove(&dir);
+            lock.release();
+            return Err(failed(&dir, format!("{e}{hint}")));
+        }
+        // Recorded: from here on `rmi` sees these layers in use.
+        drop(self.hold.take());
         self.userxattr = root_ids.is_some();
         ctx.tell(MountedRootfs(dir.join("merged")));
-        let (n, shown) = (lowers.len(), dir.display());
-        let (last, layers) = (n - 1, stage01_uts::cli::count(n, "read-only layer"));
+        let (n, shown) = (self.lowers.len(), dir.display());
+        let layers = stage01_uts::cli::count(n, "read-only layer");
         explain!(
-            "mkdir({shown}/{{upper,work,merged,l/0..{last}}})" => "ok",
-            "the container's own writable layer, on top of {layers}"
+            "mkdir({shown}/{{upper,work,merged}})" => "ok",
+            "the container's own writable layer, on top of {layers}; its lock says whose it is"
         );
-        self.dir = Some(dir);
+        self.dir = Some((dir, lock));
+        Ok(())
+    }
+
+    /// While the child waits: open the container's directory and every
+    /// layer as the child's mount namespace has them, and pass them over.
+    fn attach(&mut self, ctx: &mut Context, child: Pid) -> Result<(), Error> {
+        let Some((dir, _)) = &self.dir else {
+            return Ok(());
+        };
+        let mut fds = Vec::with_capacity(1 + self.lowers.len());
+        for path in std::iter::once(dir).chain(&self.lowers) {
+            fds.push(open_in_child(child, path)?);
+        }
+        let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
+        ctx.send_fds(&borrowed)?;
+        let n = fds.len();
+        explain!(
+            "open(/proc/{child}/root/…, O_PATH) ×{n}, sendmsg(SCM_RIGHTS)" => "ok",
+            "the container's directory and its layers, opened by the runtime and handed over: \
+             the container's root never walks the root-only data directory"
+        );
         Ok(())
     }
 
     /// In the container, before the mount sequence of stage 03: mount the
-    /// overlay, which then serves as its rootfs.
-    fn setup(&mut self, _ctx: &mut Context) -> Result<(), Error> {
-        let Some(dir) = &self.dir else {
+    /// overlay from the descriptors, which then serves as its rootfs.
+    fn setup(&mut self, ctx: &mut Context) -> Result<(), Error> {
+        if self.dir.is_none() {
             return Ok(());
-        };
+        }
+        let mut fds = ctx.recv_fds(1 + self.lowers.len())?.into_iter();
+        let dir = fds.next().expect("recv_fds returns as many as asked");
+        let lowers: Vec<OwnedFd> = fds.collect();
         // Nothing mounted here may reach the host.
         stage03_mount::rootfs::make_private(&Linux)?;
-        // Relative paths, from inside the container's directory: short.
-        nix::unistd::chdir(dir.as_path()).map_err(|e| {
+        // Every path of the mount relative to /proc/self/fd: short, and
+        // each a descriptor, never a walk through the host's directories.
+        nix::unistd::chdir("/proc/self/fd").map_err(|e| {
             Error::syscall(
-                "chdir(<container dir>)",
+                "chdir(/proc/self/fd)",
                 "reaching the overlay's directories",
                 e,
             )
         })?;
-        let options = options(self.lowers.len(), self.userxattr);
+        let numbers: Vec<i32> = lowers.iter().map(AsRawFd::as_raw_fd).collect();
+        let d = dir.as_raw_fd();
+        let options = options(&numbers, d, self.userxattr);
         stage03_mount::sys::mount(
             &Linux,
             Some(Path::new("overlay")),
-            Path::new("merged"),
+            Path::new(&format!("{d}/merged")),
             Some("overlay"),
             MsFlags::empty(),
             Some(&options),
             "the layers, read-only, under the container's own writable one",
-        )
+        )?;
+        // The mount holds its layers now; the container's directory stays
+        // open, the way stage 03 reaches the merged root.
+        drop(lowers);
+        ctx.tell(MountedRootfs(PathBuf::from(format!(
+            "/proc/self/fd/{d}/merged"
+        ))));
+        self.dir_fd = Some(dir);
+        Ok(())
     }
 
     /// On the host: the container's writes go with it.
     fn cleanup(&mut self, _ctx: &mut Context) -> Result<(), Error> {
-        let Some(dir) = self.dir.take() else {
+        let Some((dir, lock)) = self.dir.take() else {
             return Ok(());
         };
-        remove(&dir).map_err(|e| {
-            Error::primitive(OverlayError::Directory {
+        if let Err(e) = remove(&dir) {
+            // The lock file stays, unheld: the next start tries again.
+            drop(lock);
+            return Err(Error::primitive(OverlayError::Directory {
                 path: dir.display().to_string(),
                 why: format!("removing it: {e}"),
-            })
-        })?;
+            }));
+        }
+        lock.release();
         let shown = dir.display();
         explain!(
             "rm -r {shown}" => "ok",
@@ -194,11 +280,15 @@ impl Primitive for Overlay {
 }
 // ANCHOR_END: overlay
 
-/// The mount options: `lowerdir` highest first, as overlayfs reads it.
+/// The mount options, relative to /proc/self/fd: `lowerdir` highest first,
+/// as overlayfs reads it; upper and work in the container's directory `dir`.
 // ANCHOR: options
-pub fn options(layers: usize, userxattr: bool) -> String {
-    let lowers: Vec<String> = (0..layers).rev().map(|n| format!("l/{n}")).collect();
-    let mut options = format!("lowerdir={},upperdir=upper,workdir=work", lowers.join(":"));
+pub fn options(lowers: &[i32], dir: i32, userxattr: bool) -> String {
+    let lowers: Vec<String> = lowers.iter().rev().map(i32::to_string).collect();
+    let mut options = format!(
+        "lowerdir={},upperdir={dir}/upper,workdir={dir}/work",
+        lowers.join(":")
+    );
     if userxattr {
         options.push_str(",userxattr");
     }
@@ -206,38 +296,25 @@ pub fn options(layers: usize, userxattr: bool) -> String {
 }
 // ANCHOR_END: options
 
-/// In a user namespace the overlay is mounted, and used, with the
-/// credentials of the container's root: another host uid, which must be able
-/// to walk to every layer and to the container's directory. A directory on
-/// the way with mode 0700 (a `mktemp -d`, a home directory) would fail the
-/// mount with a bare EACCES; say which one it is, as docker does for its
-/// remapped root. Directories not made yet will be made 0711.
-fn reachable(path: &Path, ids: ContainerRoot) -> Result<(), OverlayError> {
-    use std::os::unix::fs::MetadataExt;
-    let Some(uid) = ids.uid.filter(|&uid| uid != 0) else {
-        return Ok(());
-    };
-    for dir in path.ancestors() {
-        let Ok(meta) = std::fs::metadata(dir) else {
-            continue;
-        };
-        let bit = if meta.uid() == uid {
-            0o100
-        } else if Some(meta.gid()) == ids.gid {
-            0o010
-        } else {
-            0o001
-        };
-        if meta.mode() & bit == 0 {
-            return Err(OverlayError::Unreachable {
-                uid,
-                path: dir.display().to_string(),
-                mode: meta.mode() & 0o7777,
-                owner: meta.uid(),
-            });
-        }
-    }
-    Ok(())
+/// `path` (absolute, on the host) opened through the child's root, so the
+/// descriptor belongs to the child's mount namespace: overlayfs takes its
+/// layers only from the mounter's namespace.
+fn open_in_child(child: Pid, path: &Path) -> Result<OwnedFd, Error> {
+    let mut through = format!("/proc/{child}/root").into_bytes();
+    through.extend_from_slice(path.as_os_str().as_bytes());
+    let through = PathBuf::from(std::ffi::OsStr::from_bytes(&through));
+    open(
+        &through,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        Error::syscall(
+            format!("open({}, O_PATH)", through.display()),
+            "opening a layer for the container",
+            e,
+        )
+    })
 }
 
 fn make_dirs(
@@ -246,15 +323,19 @@ fn make_dirs(
     root_ids: Option<ContainerRoot>,
 ) -> std::io::Result<()> {
     // 0711: the container's root (another uid in a user namespace) may pass
-    // through to upper, work and merged, but list nothing.
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true).mode(0o711);
-    builder.create(dir.join("l"))?;
-    for sub in ["upper", "work", "merged"] {
-        builder.create(dir.join(sub))?;
+    // through to upper, work and merged, but list nothing; the 0700
+    // directories above keep everyone else out.
+    std::fs::DirBuilder::new().mode(0o711).create(dir)?;
+    // The upper directory's mode is the container's `/`: 0755, as docker's.
+    for (sub, mode) in [("upper", 0o755), ("work", 0o700), ("merged", 0o700)] {
+        std::fs::DirBuilder::new()
+            .mode(mode)
+            .create(dir.join(sub))?;
     }
-    for (n, lower) in lowers.iter().enumerate() {
-        symlink(lower, dir.join("l").join(n.to_string()))?;
+    let mut record = std::fs::File::create(dir.join(LOWERS))?;
+    for lower in lowers {
+        record.write_all(lower.as_os_str().as_bytes())?;
+        record.write_all(b"\0")?;
     }
     // In a user namespace the container's root is another host uid: the
     // upper and work directories must be its, or it could not write.
@@ -266,6 +347,59 @@ fn make_dirs(
         }
     }
     Ok(())
+}
+
+/// Remove the directories of containers whose runtimes died (their owner
+/// locks are free), and any directory without a lock at all (left by an
+/// older version). A live runtime's lock is in place before its directory
+/// is made, and goes after it is removed, so neither rule can take a live
+/// container's. Returns how many went.
+// ANCHOR: reap
+pub fn reap(containers: &Path) -> usize {
+    let mut reaped = reap_stale(containers, |dir| remove(dir).is_ok());
+    let Ok(entries) = std::fs::read_dir(containers) else {
+        return reaped;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        let mut lock = name.clone();
+        lock.push(".lock");
+        if is_dir && !containers.join(lock).exists() && remove(&entry.path()).is_ok() {
+            reaped += 1;
+        }
+    }
+    reaped
+}
+// ANCHOR_END: reap
+
+/// The live containers under the data directory `root` (after reaping the
+/// dead), each with its lower layers: what `rmi` checks before removing
+/// one.
+pub fn lowers_in_use(root: &Path) -> Vec<(String, Vec<PathBuf>)> {
+    let containers = root.join("containers");
+    reap(&containers);
+    let Ok(entries) = std::fs::read_dir(&containers) else {
+        return Vec::new();
+    };
+    let mut live = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_suffix(".lock") else {
+            continue;
+        };
+        if !held(&entry.path()) {
+            continue;
+        }
+        let record = std::fs::read(containers.join(id).join(LOWERS)).unwrap_or_default();
+        let lowers = record
+            .split(|&b| b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)))
+            .collect();
+        live.push((id.to_owned(), lowers));
+    }
+    live
 }
 
 /// Remove the container's directory. overlayfs leaves `work/work` with mode
@@ -310,35 +444,44 @@ mod tests {
     #[test]
     fn lowerdir_lists_the_highest_first() {
         assert_eq!(
-            options(3, false),
-            "lowerdir=l/2:l/1:l/0,upperdir=upper,workdir=work"
+            options(&[7, 8, 9], 6, false),
+            "lowerdir=9:8:7,upperdir=6/upper,workdir=6/work"
         );
-        assert!(options(1, true).ends_with(",userxattr"));
+        assert!(options(&[7], 6, true).ends_with(",userxattr"));
     }
 
     #[test]
-    fn a_hundred_and_more_layers_fit_in_a_page() {
-        assert!(
-            options(MAX_LAYERS, true).len() < 4096,
-            "{}",
-            options(MAX_LAYERS, true).len()
-        );
+    fn five_hundred_layers_fit_in_a_page() {
+        let fds: Vec<i32> = (19_000..19_000 + MAX_LAYERS as i32).collect();
+        let options = options(&fds, 18_999, true);
+        assert!(options.len() < 4096, "{}", options.len());
+    }
+
+    fn prepared(root: &Path, lower: &Path) -> (Overlay, Context, PathBuf) {
+        let mut ctx = Context::new(Process::new(vec!["x".into()]));
+        let mut overlay = Overlay::new(vec![lower.into()], root.into());
+        overlay.prepare(&mut ctx).unwrap();
+        let dir = std::fs::canonicalize(root)
+            .unwrap()
+            .join("containers")
+            .join(ctx.id.as_str());
+        (overlay, ctx, dir)
     }
 
     #[test]
-    fn prepare_makes_the_directories_and_tells_where_the_rootfs_will_be() {
+    fn prepare_makes_locks_and_records_and_cleanup_undoes_it() {
         let root = tempfile::tempdir().unwrap();
         let lower = tempfile::tempdir().unwrap();
-        let mut ctx = Context::new(Process::new(vec!["x".into()]));
-        let mut overlay = Overlay::new(vec![lower.path().into()], root.path().into());
-        overlay.prepare(&mut ctx).unwrap();
-        let dir = root.path().join("containers").join(ctx.id.as_str());
+        let (mut overlay, mut ctx, dir) = prepared(root.path(), lower.path());
         for sub in ["upper", "work", "merged"] {
             assert!(dir.join(sub).is_dir(), "{sub}");
         }
+        let lock = dir.with_extension("lock");
+        assert!(held(&lock), "the runtime holds its directory's lock");
+        let canonical = std::fs::canonicalize(lower.path()).unwrap();
         assert_eq!(
-            std::fs::read_link(dir.join("l/0")).unwrap(),
-            std::fs::canonicalize(lower.path()).unwrap()
+            lowers_in_use(root.path()),
+            [(ctx.id.as_str().to_owned(), vec![canonical])]
         );
         assert_eq!(
             ctx.fact::<MountedRootfs>(),
@@ -346,6 +489,59 @@ mod tests {
         );
         overlay.cleanup(&mut ctx).unwrap();
         assert!(!dir.exists(), "the container's directory goes with it");
+        assert!(!lock.exists(), "and so does its lock");
+    }
+
+    #[test]
+    fn the_data_directory_is_root_only() {
+        use std::os::unix::fs::MetadataExt;
+        let top = tempfile::tempdir().unwrap();
+        let root = top.path().join("data");
+        let lower = tempfile::tempdir().unwrap();
+        let (mut overlay, mut ctx, _) = prepared(&root, lower.path());
+        for dir in [root.clone(), root.join("containers")] {
+            let mode = std::fs::metadata(&dir).unwrap().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", dir.display());
+        }
+        overlay.cleanup(&mut ctx).unwrap();
+    }
+
+    #[test]
+    fn a_dead_runtimes_directory_is_reclaimed_by_the_next_start() {
+        let root = tempfile::tempdir().unwrap();
+        let lower = tempfile::tempdir().unwrap();
+        let (mut dead, _, dead_dir) = prepared(root.path(), lower.path());
+        // What SIGKILL does: the lock is let go of, nothing is removed.
+        drop(dead.dir.take());
+        let stray = root.path().join("containers/0123abcd");
+        std::fs::create_dir_all(stray.join("upper")).unwrap();
+        assert!(dead_dir.exists());
+        let (mut live, mut ctx, live_dir) = prepared(root.path(), lower.path());
+        assert!(!dead_dir.exists(), "the dead one's directory was reclaimed");
+        assert!(!dead_dir.with_extension("lock").exists());
+        assert!(!stray.exists(), "a directory without a lock was reclaimed");
+        assert!(live_dir.exists());
+        live.cleanup(&mut ctx).unwrap();
+    }
+
+    #[test]
+    fn the_hold_is_let_go_of_once_the_lowers_are_recorded() {
+        let root = tempfile::tempdir().unwrap();
+        let lower = tempfile::tempdir().unwrap();
+        let released = std::rc::Rc::new(std::cell::Cell::new(false));
+        struct Guard(std::rc::Rc<std::cell::Cell<bool>>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                self.0.set(true);
+            }
+        }
+        let mut ctx = Context::new(Process::new(vec!["x".into()]));
+        let mut overlay = Overlay::new(vec![lower.path().into()], root.path().into())
+            .holding(Box::new(Guard(released.clone())));
+        assert!(!released.get());
+        overlay.prepare(&mut ctx).unwrap();
+        assert!(released.get());
+        overlay.cleanup(&mut ctx).unwrap();
     }
 
     #[test]
@@ -359,33 +555,5 @@ mod tests {
             .prepare(&mut ctx)
             .unwrap_err();
         assert!(err.to_string().contains("/no/such/layer"), "{err}");
-    }
-
-    #[test]
-    fn a_directory_the_mapped_root_cannot_pass_is_named() {
-        use std::os::unix::fs::PermissionsExt;
-        let top = tempfile::tempdir().unwrap();
-        let store = top.path().join("store");
-        let mapped = ContainerRoot {
-            uid: Some(100_000),
-            gid: Some(100_000),
-        };
-        std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        let err = reachable(&store.join("containers/x"), mapped).unwrap_err();
-        assert!(
-            err.to_string().contains(&format!(
-                "cannot pass through {} (mode 700",
-                top.path().display()
-            )),
-            "{err}"
-        );
-        std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-        reachable(&store.join("containers/x"), mapped).unwrap();
-        let unmapped = ContainerRoot {
-            uid: Some(0),
-            gid: Some(0),
-        };
-        std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        reachable(&store, unmapped).unwrap();
     }
 }

@@ -13,8 +13,19 @@
 use std::path::PathBuf;
 
 use base64::Engine;
-use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
+
+/// What a pull presents to a registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// Nothing (Docker Hub then hands out an anonymous token).
+    Anonymous,
+    /// A user and password, sent as HTTP basic authentication, to the
+    /// registry or to the token service it names.
+    Basic { user: String, password: String },
+    /// A token given as it is (`registrytoken`).
+    Bearer(String),
+}
 
 #[derive(Debug, Default, Deserialize)]
 struct ConfigFile {
@@ -50,10 +61,10 @@ pub fn config_path() -> PathBuf {
 
 /// The credentials for `registry` (as the reference names it).
 // ANCHOR: credentials
-pub fn credentials(registry: &str) -> Result<RegistryAuth, AuthError> {
+pub fn credentials(registry: &str) -> Result<Credentials, AuthError> {
     let path = config_path();
     let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(RegistryAuth::Anonymous);
+        return Ok(Credentials::Anonymous);
     };
     let file: ConfigFile = serde_json::from_str(&text).map_err(|e| AuthError::Malformed {
         path: path.display().to_string(),
@@ -73,13 +84,16 @@ pub fn credentials(registry: &str) -> Result<RegistryAuth, AuthError> {
         ]
     };
     let Some(entry) = keys.iter().find_map(|k| file.auths.get(k)) else {
-        return Ok(RegistryAuth::Anonymous);
+        return Ok(Credentials::Anonymous);
     };
     if let Some(token) = &entry.registrytoken {
-        return Ok(RegistryAuth::Bearer(token.clone()));
+        return Ok(Credentials::Bearer(token.clone()));
     }
     if let (Some(user), Some(password)) = (&entry.username, &entry.password) {
-        return Ok(RegistryAuth::Basic(user.clone(), password.clone()));
+        return Ok(Credentials::Basic {
+            user: user.clone(),
+            password: password.clone(),
+        });
     }
     if let Some(auth) = &entry.auth {
         let bad = || AuthError::BadAuth {
@@ -91,9 +105,12 @@ pub fn credentials(registry: &str) -> Result<RegistryAuth, AuthError> {
             .map_err(|_| bad())?;
         let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
         let (user, password) = decoded.split_once(':').ok_or_else(bad)?;
-        return Ok(RegistryAuth::Basic(user.to_owned(), password.to_owned()));
+        return Ok(Credentials::Basic {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        });
     }
-    Ok(RegistryAuth::Anonymous)
+    Ok(Credentials::Anonymous)
 }
 // ANCHOR_END: credentials
 
@@ -124,17 +141,17 @@ mod tests {
             "https://index.docker.io/v1/": {"username": "hub", "password": "pw"}}}"#;
         with_config(json, || {
             assert!(
-                matches!(credentials("127.0.0.1:5000").unwrap(), RegistryAuth::Basic(u, p) if u == "user" && p == "pass")
+                matches!(credentials("127.0.0.1:5000").unwrap(), Credentials::Basic { user, password } if user == "user" && password == "pass")
             );
             assert!(
-                matches!(credentials("ghcr.io").unwrap(), RegistryAuth::Bearer(t) if t == "tok")
+                matches!(credentials("ghcr.io").unwrap(), Credentials::Bearer(t) if t == "tok")
             );
             assert!(
-                matches!(credentials("docker.io").unwrap(), RegistryAuth::Basic(u, _) if u == "hub")
+                matches!(credentials("docker.io").unwrap(), Credentials::Basic { user, .. } if user == "hub")
             );
             assert!(matches!(
                 credentials("quay.io").unwrap(),
-                RegistryAuth::Anonymous
+                Credentials::Anonymous
             ));
         });
     }

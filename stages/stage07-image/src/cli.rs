@@ -56,6 +56,14 @@ pub struct RegistryArgs {
     /// Reach this registry over plain HTTP (loopback ones always are)
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     pub insecure: Vec<String>,
+    /// The most a layer may unpack to (its files, and 512 bytes for each
+    /// entry); past it the pull stops [default: 32g]
+    #[arg(
+        long = "max-unpacked-size",
+        value_name = "SIZE",
+        env = "MYRUNTIME_MAX_UNPACKED_SIZE"
+    )]
+    pub max_unpacked: Option<stage05_cgroups::cli::Bytes>,
 }
 
 /// `pull`'s arguments.

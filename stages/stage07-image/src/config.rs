@@ -36,6 +36,60 @@ pub struct RunConfig {
     pub user: Option<String>,
 }
 
+/// An image config that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("its config is not an image config: {0}")]
+    Unparsable(String),
+    #[error("its config's {field} holds a NUL byte")]
+    Nul { field: &'static str },
+    #[error("its config's Env entry {0:?} is not KEY=VALUE")]
+    Env(String),
+    #[error("its config's User: {0}")]
+    User(stage01_uts::cli::InvalidValue),
+}
+
+impl ImageConfig {
+    /// Parse a config blob (untrusted: from a registry, or from the store,
+    /// checked against its digest), and check what will reach the kernel:
+    /// strings without NUL bytes, `KEY=VALUE` variables, a valid User.
+    // ANCHOR: parse
+    pub fn parse(bytes: &[u8]) -> Result<ImageConfig, ConfigError> {
+        let unparsable = |e: serde_json::Error| ConfigError::Unparsable(e.to_string());
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(unparsable)?;
+        if !value.is_object() {
+            return Err(ConfigError::Unparsable("it is not a JSON object".into()));
+        }
+        let config: ImageConfig = serde_json::from_value(value).map_err(unparsable)?;
+        let run = &config.config;
+        let lists = [
+            ("Entrypoint", &run.entrypoint),
+            ("Cmd", &run.cmd),
+            ("Env", &run.env),
+        ];
+        for (field, list) in lists {
+            if list.iter().flatten().any(|s| s.contains('\0')) {
+                return Err(ConfigError::Nul { field });
+            }
+        }
+        for (field, value) in [("WorkingDir", &run.working_dir), ("User", &run.user)] {
+            if value.as_ref().is_some_and(|s| s.contains('\0')) {
+                return Err(ConfigError::Nul { field });
+            }
+        }
+        for var in run.env.iter().flatten() {
+            if var.split_once('=').is_none_or(|(k, _)| k.is_empty()) {
+                return Err(ConfigError::Env(var.clone()));
+            }
+        }
+        if let Some(user) = run.user.as_ref().filter(|u| !u.is_empty()) {
+            user.parse::<UserSpec>().map_err(ConfigError::User)?;
+        }
+        Ok(config)
+    }
+    // ANCHOR_END: parse
+}
+
 /// What was given on the command line, which the image's config does not
 /// override.
 #[derive(Debug, Clone, Default)]
@@ -216,6 +270,22 @@ mod tests {
             },
         );
         assert!(ctx.fact::<DefaultWorkdir>().is_none() && ctx.fact::<DefaultUser>().is_none());
+    }
+
+    #[test]
+    fn what_would_reach_the_kernel_is_checked() {
+        assert!(ImageConfig::parse(NGINX.as_bytes()).is_ok());
+        for bad in [
+            r#"{"config": {"Cmd": ["a\u0000b"]}}"#,
+            r#"{"config": {"Env": ["NOEQUALS"]}}"#,
+            r#"{"config": {"Env": ["=x"]}}"#,
+            r#"{"config": {"User": "4294967295"}}"#,
+            r#"{"config": {"WorkingDir": "/a\u0000"}}"#,
+            r#"{"config": {"Cmd": "not a list"}}"#,
+            "[]",
+        ] {
+            assert!(ImageConfig::parse(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -6,19 +6,26 @@
 //! safely), `images` and `rmi` manage the store, and `run IMAGE` stacks the
 //! image's layers as the overlay's lowers and applies its config.
 //!
-//! - [`pull`]: the registry side (oci-client, on tokio, in its own process);
-//! - [`unpack`]: layers, whiteouts, containment;
+//! - [`pull`]: a pull from start to end (on tokio, in its own process);
+//! - [`registry`]: the registry's HTTP API, every answer bounded;
+//! - [`manifest`], [`digest`]: what a registry sends, read strictly;
+//! - [`archive`], [`unpack`]: layers: a strict tar reader, whiteouts,
+//!   containment through descriptors, bounds;
 //! - [`store`]: the store on disk;
 //! - [`config`]: the image's config, applied as a primitive;
 //! - [`reference`], [`auth`]: names and credentials;
 //! - [`cli`]: the verbs.
 
+pub mod archive;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod digest;
+pub mod manifest;
 pub mod progress;
 pub mod pull;
 pub mod reference;
+pub mod registry;
 pub mod store;
 pub mod unpack;
 
@@ -47,26 +54,32 @@ pub fn run(args: &RunArgs, store: &StoreArgs) -> Result<ExitStatus, Error> {
     let reference =
         reference::parse(&image).map_err(|_| Error::primitive(NotAnImage(image.clone())))?;
     let dir = store.dir();
-    let found = || -> Result<Option<store::ImageRecord>, Error> {
+    let found = || -> Result<Option<(store::ImageRecord, store::Lock)>, Error> {
         let store = Store::open(&dir).map_err(Error::primitive)?;
-        store
+        // Held from the lookup until the container's layers are recorded
+        // (stage 06 lets go of it then): `rmi` cannot take them in between.
+        let using = store.using().map_err(Error::primitive)?;
+        let record = store
             .find(
                 &reference::repository(&reference),
                 reference.tag(),
                 reference.digest(),
             )
-            .map_err(Error::primitive)
+            .map_err(Error::primitive)?;
+        Ok(record.map(|r| (r, using)))
     };
-    let record = match found()? {
-        Some(record) => record,
+    let (record, using) = match found()? {
+        Some(found) => found,
         None => {
             pull_in_child(&image, &args.registry, store)?;
             found()?.ok_or_else(|| Error::primitive(store::StoreError::NotFound(image.clone())))?
         }
     };
     let store_ = Store::open(&dir).map_err(Error::primitive)?;
-    let config_bytes = store_.read_blob(&record.config).map_err(Error::primitive)?;
-    let config: config::ImageConfig = serde_json::from_slice(&config_bytes).map_err(|e| {
+    let config_bytes = store_
+        .read_blob(&record.config, manifest::CONFIG_MAX)
+        .map_err(Error::primitive)?;
+    let config = config::ImageConfig::parse(&config_bytes).map_err(|e| {
         Error::primitive(store::StoreError::Damaged {
             path: store_.blob_path(&record.config).display().to_string(),
             why: e.to_string(),
@@ -79,7 +92,7 @@ pub fn run(args: &RunArgs, store: &StoreArgs) -> Result<ExitStatus, Error> {
         workdir: stage03.workdir.is_some(),
         user: args.base.base.base.user.is_some(),
     };
-    stage06_overlay::container_on(&args.base, store, layers)
+    stage06_overlay::container_on(&args.base, store, layers, Some(Box::new(using)))
         .with(config::Apply::new(
             reference::short(&reference),
             config,
@@ -108,6 +121,9 @@ fn pull_in_child(image: &str, registry: &RegistryArgs, store: &StoreArgs) -> Res
     for insecure in &registry.insecure {
         cmd.arg("--insecure-registry").arg(insecure);
     }
+    if let Some(max) = registry.max_unpacked {
+        cmd.arg("--max-unpacked-size").arg(max.0.to_string());
+    }
     let status = cmd.arg(image).stdin(Stdio::null()).status().map_err(|e| {
         Error::syscall(
             "execve(/proc/self/exe pull)",
@@ -129,6 +145,10 @@ pub fn pull_verb(args: &PullArgs, store: &StoreArgs) -> Result<(), Error> {
     let options = pull::Options {
         platform: args.registry.platform.clone(),
         insecure: args.registry.insecure.clone(),
+        max_unpacked: args
+            .registry
+            .max_unpacked
+            .map_or(unpack::DEFAULT_MAX_UNPACKED, |b| b.0),
     };
     pull::pull(&store, &reference, &options).map_err(Error::primitive)?;
     Ok(())

@@ -1,11 +1,8 @@
 //! A progress bar per layer on a terminal (indicatif), plain lines otherwise.
 
 use std::fmt::Display;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tokio::io::AsyncWrite;
 
 /// Where a pull reports.
 pub struct Progress {
@@ -55,11 +52,10 @@ pub struct Bar {
 }
 
 impl Bar {
-    /// `out`, counting what goes through it.
-    pub fn writer<W: AsyncWrite + Unpin>(&self, out: W) -> Counting<W> {
-        Counting {
-            inner: out,
-            bar: self.bar.clone(),
+    /// `n` more bytes arrived.
+    pub fn advance(&self, n: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(n);
         }
     }
 
@@ -77,33 +73,5 @@ impl Bar {
         if let Some(bar) = self.bar {
             bar.abandon();
         }
-    }
-}
-
-/// An AsyncWrite that moves a progress bar along.
-pub struct Counting<W> {
-    inner: W,
-    bar: Option<ProgressBar>,
-}
-
-impl<W: AsyncWrite + Unpin> AsyncWrite for Counting<W> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let (Poll::Ready(Ok(n)), Some(bar)) = (&polled, &self.bar) {
-            bar.inc(*n as u64);
-        }
-        polled
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -6,29 +6,29 @@
 //!                                                        └─► layers   sha256:… sha256:… (lowest first)
 //! ```
 //!
-//! The registry client (oci-client) runs on a tokio runtime made here, in
-//! the `pull` process only: `run` pulls a missing image through a child
-//! process (`pull`), so the process that clones never has a thread.
+//! Everything the registry sends is checked before it is used: documents
+//! bounded and parsed strictly ([`crate::manifest`]), every digest parsed
+//! and verified (sha256, sha384 and sha512 alike; none is taken on the
+//! registry's word), every blob held to the size its descriptor gives, every
+//! layer unpacked within bounds ([`crate::unpack`]).
+//!
+//! The registry client runs on a tokio runtime made here, in the `pull`
+//! process only: `run` pulls a missing image through a child process
+//! (`pull`), so the process that clones never has a thread.
 
 use std::io::IsTerminal;
 use std::path::Path;
 
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::OciDistributionError;
-use oci_client::manifest::{
-    IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
-    OCI_IMAGE_MEDIA_TYPE, OciDescriptor, OciImageManifest, OciManifest,
-};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
-use sha2::{Digest, Sha256};
 use stage01_uts::cli::count;
 
 use crate::auth;
+use crate::digest::Digest;
+use crate::manifest::{self, Descriptor, Document, ImageManifest, ManifestError};
 use crate::progress::Progress;
-use crate::reference::{plain_http, repository, short};
+use crate::reference::{Reference, plain_http, repository, short};
+use crate::registry::{Registry, RegistryError, header_digest};
 use crate::store::{ImageRecord, Store, StoreError};
-use crate::unpack::{UnpackError, unpack};
+use crate::unpack::{Bounds, UnpackError, unpack};
 
 /// The platform to pull from an index: `os/arch[/variant]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +117,16 @@ pub enum PullError {
         what: String,
         digest: String,
     },
-    #[error("the manifest of {image} is malformed: {why}")]
+    #[error(
+        "the registry {registry} sent {what} for {image} that is not what it should be: {why}; nothing was stored"
+    )]
+    Lied {
+        registry: String,
+        image: String,
+        what: String,
+        why: String,
+    },
+    #[error("the manifest of {image} cannot be used: {why}")]
     Malformed { image: String, why: String },
     #[error(
         "{image} has no manifest for {platform} (it has: {available}); choose one with --platform"
@@ -140,12 +149,88 @@ pub enum PullError {
     Auth(#[from] auth::AuthError),
 }
 
-/// How to reach registries.
-#[derive(Debug, Clone, Default)]
+/// How to reach registries, and how far a layer may go.
+#[derive(Debug, Clone)]
 pub struct Options {
     pub platform: Option<Platform>,
     /// `--insecure-registry HOST:PORT`: plain HTTP for these too.
     pub insecure: Vec<String>,
+    /// `--max-unpacked-size`: the most a layer may unpack to.
+    pub max_unpacked: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            platform: None,
+            insecure: Vec::new(),
+            max_unpacked: crate::unpack::DEFAULT_MAX_UNPACKED,
+        }
+    }
+}
+
+/// One pull: the image as users read it, and where errors come from.
+struct Pull<'a> {
+    store: &'a Store,
+    image: String,
+    registry_name: String,
+    options: &'a Options,
+}
+
+impl Pull<'_> {
+    /// A registry's failure, in the words of [`PullError`].
+    fn failed(&self, e: RegistryError, what: &str) -> PullError {
+        let registry = self.registry_name.clone();
+        let image = self.image.clone();
+        match e {
+            RegistryError::Unreachable(why) => PullError::Unreachable { registry, why },
+            RegistryError::NotFound => PullError::NotFound(image),
+            RegistryError::Unauthorized => PullError::Unauthorized {
+                registry,
+                image,
+                config: auth::config_path().display().to_string(),
+            },
+            RegistryError::Refused(why) => PullError::Refused {
+                registry,
+                image,
+                why,
+            },
+            RegistryError::Mismatch(digest) => PullError::DigestMismatch {
+                image,
+                what: what.to_owned(),
+                digest,
+            },
+            RegistryError::Write(io) if io.raw_os_error() == Some(libc::ENOSPC) => self.no_space(),
+            RegistryError::Write(source) => PullError::Store(StoreError::Io {
+                what: "writing",
+                path: self.store.root().join("tmp").display().to_string(),
+                source,
+            }),
+            lie @ (RegistryError::TooLarge { .. }
+            | RegistryError::Overlong { .. }
+            | RegistryError::Short { .. }) => PullError::Lied {
+                registry,
+                image,
+                what: what.to_owned(),
+                why: lie.to_string(),
+            },
+        }
+    }
+
+    /// The store's disk is full: said once, whichever write found it.
+    fn no_space(&self) -> PullError {
+        StoreError::NoSpace {
+            path: self.store.root().display().to_string(),
+        }
+        .into()
+    }
+
+    fn malformed(&self, why: impl std::fmt::Display) -> PullError {
+        PullError::Malformed {
+            image: self.image.clone(),
+            why: why.to_string(),
+        }
+    }
 }
 
 /// Pull `reference` into `store`; returns what was listed.
@@ -156,16 +241,17 @@ pub fn pull(
     options: &Options,
 ) -> Result<ImageRecord, PullError> {
     store.clean_tmp();
-    let _pulling = store.pulling()?;
-    let registry = reference.resolve_registry().to_owned();
-    let auth = auth::credentials(reference.registry())?;
-    let mut config = ClientConfig::default();
-    if plain_http(reference.registry(), &options.insecure) {
-        config.protocol =
-            ClientProtocol::HttpsExcept(vec![registry.clone(), reference.registry().to_owned()]);
-    }
-    config.connect_timeout = Some(std::time::Duration::from_secs(10));
-    let client = Client::new(config);
+    let _pulling = store.using()?;
+    let pull = Pull {
+        store,
+        image: short(reference),
+        registry_name: reference.registry().to_owned(),
+        options,
+    };
+    let credentials = auth::credentials(reference.registry())?;
+    let insecure = plain_http(reference.registry(), &options.insecure);
+    let mut registry = Registry::new(reference, credentials, insecure)
+        .map_err(|e| pull.failed(e, "the connection"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -175,17 +261,18 @@ pub fn pull(
             source: e,
         })?;
     let platform = options.platform.clone().unwrap_or_else(Platform::host);
-    let image = short(reference);
     runtime.block_on(async {
-        let (manifest, digest) =
-            manifest(&client, reference, &auth, &platform, store, &image).await?;
-        let config =
-            blob_to_memory(&client, reference, &manifest.config, &image, "the config").await?;
+        let (manifest, digest) = image_manifest(&pull, &mut registry, reference, &platform).await?;
+        let config = registry
+            .small_blob(&manifest.config)
+            .await
+            .map_err(|e| pull.failed(e, "the config"))?;
+        crate::config::ImageConfig::parse(&config).map_err(|e| pull.malformed(e))?;
         store.write_blob(&manifest.config.digest, &config)?;
         let progress = Progress::new(std::io::stderr().is_terminal());
         let mut size = 0;
         for layer in &manifest.layers {
-            size += fetch_layer(&client, reference, layer, store, &image, &progress).await?;
+            size += fetch_layer(&pull, &mut registry, layer, &progress).await?;
         }
         let record = ImageRecord {
             repository: repository(reference),
@@ -201,7 +288,8 @@ pub fn pull(
         };
         store.add(record.clone())?;
         progress.line(format_args!(
-            "pulled {image} ({}, {})",
+            "pulled {} ({}, {})",
+            pull.image,
             record.id(),
             count(record.layers.len(), "layer")
         ));
@@ -210,172 +298,147 @@ pub fn pull(
 }
 // ANCHOR_END: pull
 
-const MANIFEST_TYPES: [&str; 4] = [
-    OCI_IMAGE_MEDIA_TYPE,
-    IMAGE_MANIFEST_MEDIA_TYPE,
-    OCI_IMAGE_INDEX_MEDIA_TYPE,
-    IMAGE_MANIFEST_LIST_MEDIA_TYPE,
-];
-
 /// The image manifest for `platform`, following an index if the reference
-/// names one; the manifest's own bytes are kept in the store.
-async fn manifest(
-    client: &Client,
+/// names one; the manifest's own bytes are kept in the store. Its digest is
+/// the reference's, else the registry's header, checked against the bytes,
+/// else the bytes' own.
+// ANCHOR: image_manifest
+async fn image_manifest(
+    pull: &Pull<'_>,
+    registry: &mut Registry,
     reference: &Reference,
-    auth: &RegistryAuth,
     platform: &Platform,
-    store: &Store,
-    image: &str,
-) -> Result<(OciImageManifest, String), PullError> {
-    let (bytes, digest) = client
-        .pull_manifest_raw(reference, auth, &MANIFEST_TYPES)
+) -> Result<(ImageManifest, Digest), PullError> {
+    let wanted = match (reference.digest(), reference.tag()) {
+        (Some(digest), _) => digest.to_string(),
+        (None, tag) => tag.unwrap_or("latest").to_owned(),
+    };
+    let fetched = registry
+        .manifest(&wanted)
         .await
-        .map_err(|e| explain(e, reference, image))?;
-    check_digest(
-        &bytes,
-        reference.digest().unwrap_or(&digest),
-        image,
-        "the manifest",
-    )?;
-    let parsed: OciManifest = serde_json::from_slice(&bytes).map_err(|e| PullError::Malformed {
-        image: image.to_owned(),
-        why: e.to_string(),
-    })?;
-    match parsed {
-        OciManifest::Image(manifest) => {
-            store.write_blob(&digest, &bytes)?;
-            Ok((manifest, digest))
+        .map_err(|e| pull.failed(e, "the manifest"))?;
+    let digest = match (reference.digest(), &fetched.digest_header) {
+        (Some(digest), _) if digest.matches(&fetched.bytes) => digest.clone(),
+        (Some(digest), _) => {
+            return Err(pull.failed(RegistryError::Mismatch(digest.to_string()), "the manifest"));
         }
-        OciManifest::ImageIndex(index) => {
-            let wanted = platform.to_string();
-            let describe = |p: &oci_client::manifest::Platform| {
-                let mut s = format!("{}/{}", p.os, p.architecture);
-                if let Some(v) = &p.variant {
-                    s.push('/');
-                    s.push_str(v);
-                }
-                s
-            };
-            let chosen = index.manifests.iter().find(|m| {
-                m.platform.as_ref().is_some_and(|p| {
-                    p.os.to_string() == platform.os
-                        && p.architecture.to_string() == platform.arch
-                        && (platform.variant.is_none() || p.variant == platform.variant)
-                })
-            });
-            let Some(entry) = chosen else {
-                let available: Vec<String> = index
-                    .manifests
-                    .iter()
-                    .filter_map(|m| m.platform.as_ref().map(describe))
-                    .collect();
-                return Err(PullError::NoPlatform {
-                    image: image.to_owned(),
-                    platform: wanted,
-                    available: available.join(", "),
-                });
-            };
-            let by_digest = reference.clone_with_digest(entry.digest.clone());
-            let (bytes, _) = client
-                .pull_manifest_raw(&by_digest, auth, &MANIFEST_TYPES)
-                .await
-                .map_err(|e| explain(e, reference, image))?;
-            check_digest(&bytes, &entry.digest, image, "the platform's manifest")?;
-            let manifest: OciImageManifest =
-                serde_json::from_slice(&bytes).map_err(|e| PullError::Malformed {
-                    image: image.to_owned(),
-                    why: e.to_string(),
-                })?;
-            store.write_blob(&entry.digest, &bytes)?;
+        (None, Some(header)) => {
+            header_digest(header, &fetched.bytes).map_err(|e| pull.failed(e, "the manifest"))?
+        }
+        (None, None) => Digest::sha256_of(&fetched.bytes),
+    };
+    let document = manifest::parse(&fetched.bytes, fetched.content_type.as_deref())
+        .map_err(|e| pull.malformed(e))?;
+    let index = match document {
+        Document::Image(manifest) => {
+            pull.store.write_blob(&digest, &fetched.bytes)?;
+            return Ok((manifest, digest));
+        }
+        Document::Index(index) => index,
+    };
+    let chosen = index.manifests.iter().find(|m| {
+        m.platform.as_ref().is_some_and(|p| {
+            p.os == platform.os
+                && p.architecture == platform.arch
+                && (platform.variant.is_none() || p.variant == platform.variant)
+        })
+    });
+    let Some(entry) = chosen else {
+        let available: Vec<String> = index
+            .manifests
+            .iter()
+            .filter_map(|m| m.platform.as_ref().map(ToString::to_string))
+            .collect();
+        return Err(PullError::NoPlatform {
+            image: pull.image.clone(),
+            platform: platform.to_string(),
+            available: available.join(", "),
+        });
+    };
+    if !matches!(
+        entry.media_type.as_str(),
+        manifest::OCI_MANIFEST | manifest::DOCKER_MANIFEST
+    ) {
+        return Err(pull.malformed(format!(
+            "its index points to {:?}, not an image manifest",
+            entry.media_type
+        )));
+    }
+    let fetched = registry
+        .manifest(&entry.digest.to_string())
+        .await
+        .map_err(|e| pull.failed(e, "the platform's manifest"))?;
+    if !entry.digest.matches(&fetched.bytes) {
+        let mismatch = RegistryError::Mismatch(entry.digest.to_string());
+        return Err(pull.failed(mismatch, "the platform's manifest"));
+    }
+    match manifest::parse(&fetched.bytes, fetched.content_type.as_deref()) {
+        Ok(Document::Image(manifest)) => {
+            pull.store.write_blob(&entry.digest, &fetched.bytes)?;
             Ok((manifest, entry.digest.clone()))
         }
+        Ok(Document::Index(_)) => Err(pull.malformed(ManifestError::Contradicts {
+            said: entry.media_type.clone(),
+            is: "an index",
+        })),
+        Err(e) => Err(pull.malformed(e)),
     }
 }
+// ANCHOR_END: image_manifest
 
-fn check_digest(bytes: &[u8], digest: &str, image: &str, what: &str) -> Result<(), PullError> {
-    let Some(expected) = digest.strip_prefix("sha256:") else {
-        return Ok(()); // other algorithms: oci-client checked what it could
-    };
-    let actual = format!("{:x}", Sha256::digest(bytes));
-    if actual == expected {
-        Ok(())
-    } else {
-        Err(PullError::DigestMismatch {
-            image: image.to_owned(),
-            what: what.to_owned(),
-            digest: digest.to_owned(),
-        })
-    }
-}
-
-async fn blob_to_memory(
-    client: &Client,
-    reference: &Reference,
-    descriptor: &OciDescriptor,
-    image: &str,
-    what: &str,
-) -> Result<Vec<u8>, PullError> {
-    let mut bytes = Vec::new();
-    client
-        .pull_blob(reference, descriptor, &mut bytes)
-        .await
-        .map_err(|e| blob_error(e, reference, image, what, &descriptor.digest))?;
-    Ok(bytes)
-}
-
-/// Download a layer to tmp/ (streamed: oci-client checks the digest as the
-/// bytes go by, so memory stays flat however large the layer is), store it,
-/// unpack it under tmp/ and move it into place. Returns its unpacked size.
+/// Download a layer to tmp/ (streamed, held to its size, its digest checked
+/// as the bytes go by, so memory stays flat however large the layer is),
+/// store it, unpack it under tmp/ within bounds and move it into place.
+/// Returns its unpacked size.
 // ANCHOR: fetch_layer
 async fn fetch_layer(
-    client: &Client,
-    reference: &Reference,
-    layer: &OciDescriptor,
-    store: &Store,
-    image: &str,
+    pull: &Pull<'_>,
+    registry: &mut Registry,
+    layer: &Descriptor,
     progress: &Progress,
 ) -> Result<u64, PullError> {
-    let digest = &layer.digest;
+    let (store, digest) = (pull.store, &layer.digest);
     if store.has_layer(digest) {
-        progress.line(format_args!("{}: already here", short_digest(digest)));
+        progress.line(format_args!("{}: already here", digest.short()));
         return Ok(layer_size(&store.layer_path(digest)));
     }
     if !store.has_blob(digest) {
+        store.check_space(layer.size)?;
         let tmp = store.tmp_path();
-        let file = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(|e| StoreError::Io {
-                what: "writing",
-                path: tmp.display().to_string(),
-                source: e,
-            })?;
-        let bar = progress.bar(short_digest(digest), layer.size.max(0) as u64);
-        let result = client.pull_blob(reference, layer, bar.writer(file)).await;
+        let mut file = std::fs::File::create(&tmp).map_err(|e| StoreError::Io {
+            what: "writing",
+            path: tmp.display().to_string(),
+            source: e,
+        })?;
+        let bar = progress.bar(digest.short(), layer.size);
+        let result = registry.blob(layer, &mut file, |n| bar.advance(n)).await;
         if let Err(e) = result {
             bar.abandon();
+            drop(file);
             let _ = std::fs::remove_file(&tmp);
-            if let OciDistributionError::IoError(io) = &e
-                && let Some(full) = no_space(store, io)
-            {
-                return Err(full);
-            }
-            return Err(blob_error(e, reference, image, "a layer", digest));
+            return Err(pull.failed(e, "a layer"));
         }
         bar.finish();
         store.commit_blob(&tmp, digest)?;
     }
     let tmp = store.tmp_path();
-    std::fs::create_dir(&tmp).map_err(|e| StoreError::Io {
-        what: "making",
-        path: tmp.display().to_string(),
-        source: e,
-    })?;
-    match unpack(&store.blob_path(digest), &tmp) {
+    // The layer's root: 0755 unless its `./` entry says otherwise (the
+    // container's users must pass through it; the store above keeps
+    // everyone else out).
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o755)
+        .create(&tmp)
+        .map_err(|e| StoreError::Io {
+            what: "making",
+            path: tmp.display().to_string(),
+            source: e,
+        })?;
+    let bounds = Bounds::new(pull.options.max_unpacked, store.root());
+    match unpack(&store.blob_path(digest), &tmp, &bounds) {
         Ok(done) => {
             store.commit_layer(&tmp, digest)?;
             progress.line(format_args!(
                 "{}: unpacked, {}, {}",
-                short_digest(digest),
+                digest.short(),
                 count(done.entries as usize, "entry"),
                 count(done.whiteouts as usize, "whiteout")
             ));
@@ -383,14 +446,14 @@ async fn fetch_layer(
         }
         Err(source) => {
             let _ = std::fs::remove_dir_all(&tmp);
-            if let UnpackError::Io { source: io, .. } = &source
-                && let Some(full) = no_space(store, io)
-            {
-                return Err(full);
+            let full = matches!(&source, UnpackError::NoSpace)
+                || matches!(&source, UnpackError::Io { source: io, .. } if io.raw_os_error() == Some(libc::ENOSPC));
+            if full {
+                return Err(pull.no_space());
             }
             Err(PullError::Layer {
-                image: image.to_owned(),
-                digest: digest.clone(),
+                image: pull.image.clone(),
+                digest: digest.to_string(),
                 source,
             })
         }
@@ -413,109 +476,6 @@ fn layer_size(dir: &Path) -> u64 {
     size
 }
 
-fn short_digest(digest: &str) -> String {
-    let hex = crate::store::hex(digest);
-    format!("sha256:{}", &hex[..hex.len().min(12)])
-}
-
-/// The store's disk is full: said once, whichever write found it.
-fn no_space(store: &Store, io: &std::io::Error) -> Option<PullError> {
-    (io.raw_os_error() == Some(libc::ENOSPC)).then(|| {
-        StoreError::NoSpace {
-            path: store.root().display().to_string(),
-        }
-        .into()
-    })
-}
-
-fn blob_error(
-    e: OciDistributionError,
-    reference: &Reference,
-    image: &str,
-    what: &str,
-    digest: &str,
-) -> PullError {
-    match e {
-        OciDistributionError::DigestError(_) => PullError::DigestMismatch {
-            image: image.to_owned(),
-            what: what.to_owned(),
-            digest: digest.to_owned(),
-        },
-        other => explain(other, reference, image),
-    }
-}
-
-/// oci-client's errors, in words a user can act on.
-fn explain(e: OciDistributionError, reference: &Reference, image: &str) -> PullError {
-    let registry = reference.registry().to_owned();
-    let refused = |why: String| PullError::Refused {
-        registry: registry.clone(),
-        image: image.to_owned(),
-        why,
-    };
-    match e {
-        OciDistributionError::ImageManifestNotFoundError(_) => {
-            PullError::NotFound(image.to_owned())
-        }
-        OciDistributionError::AuthenticationFailure(_)
-        | OciDistributionError::UnauthorizedError { .. } => PullError::Unauthorized {
-            registry,
-            image: image.to_owned(),
-            config: auth::config_path().display().to_string(),
-        },
-        OciDistributionError::RegistryError { envelope, .. } => {
-            use oci_client::errors::OciErrorCode as Code;
-            let has = |wanted: &[Code]| envelope.errors.iter().any(|e| wanted.contains(&e.code));
-            if has(&[Code::ManifestUnknown, Code::NameUnknown]) {
-                PullError::NotFound(image.to_owned())
-            } else if has(&[Code::Unauthorized, Code::Denied]) {
-                PullError::Unauthorized {
-                    registry,
-                    image: image.to_owned(),
-                    config: auth::config_path().display().to_string(),
-                }
-            } else {
-                refused(
-                    envelope
-                        .errors
-                        .iter()
-                        .map(|e| e.message.clone())
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                )
-            }
-        }
-        OciDistributionError::ServerError { code, message, .. } => match code {
-            404 => PullError::NotFound(image.to_owned()),
-            401 | 403 => PullError::Unauthorized {
-                registry,
-                image: image.to_owned(),
-                config: auth::config_path().display().to_string(),
-            },
-            _ => refused(format!("HTTP {code} {message}")),
-        },
-        OciDistributionError::RequestError(e) => PullError::Unreachable {
-            registry,
-            why: root_cause(&e),
-        },
-        OciDistributionError::ManifestParsingError(why) => PullError::Malformed {
-            image: image.to_owned(),
-            why,
-        },
-        other => refused(root_cause(&other)),
-    }
-}
-
-fn root_cause(e: &dyn std::error::Error) -> String {
-    let mut last = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        last = s.to_string();
-        source = s.source();
-    }
-    last
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,15 +486,5 @@ mod tests {
         assert_eq!(p.to_string(), "linux/arm64/v8");
         assert!("linux".parse::<Platform>().is_err());
         assert_eq!(Platform::host().os, "linux");
-    }
-
-    #[test]
-    fn manifest_digests_are_checked() {
-        let digest = format!("sha256:{:x}", Sha256::digest(b"{}"));
-        assert!(check_digest(b"{}", &digest, "x", "the manifest").is_ok());
-        assert!(matches!(
-            check_digest(b"{ }", &digest, "x", "the manifest"),
-            Err(PullError::DigestMismatch { .. })
-        ));
     }
 }

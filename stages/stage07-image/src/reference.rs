@@ -7,15 +7,55 @@
 
 use std::net::IpAddr;
 
-use oci_client::Reference;
 use stage01_uts::cli::InvalidValue;
+
+use crate::digest::Digest;
+
+/// An image reference, every part checked against docker's grammar: the
+/// registry, the repository (its path there), and a tag, a digest or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    registry: String,
+    repository: String,
+    tag: Option<String>,
+    digest: Option<Digest>,
+}
+
+impl Reference {
+    /// The registry as written (`docker.io`, `localhost:5000`).
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// The host to connect to: Docker Hub's API is at registry-1.docker.io.
+    pub fn resolve_registry(&self) -> &str {
+        match self.registry.as_str() {
+            "docker.io" => "registry-1.docker.io",
+            other => other,
+        }
+    }
+
+    /// `library/alpine`.
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    pub fn tag(&self) -> Option<&str> {
+        self.tag.as_deref()
+    }
+
+    pub fn digest(&self) -> Option<&Digest> {
+        self.digest.as_ref()
+    }
+}
 
 /// Parse a reference; a bad one is refused in docker's words.
 pub fn parse(text: &str) -> Result<Reference, InvalidValue> {
     split(text).ok_or_else(|| InvalidValue {
         what: "image reference",
         value: text.to_owned(),
-        reason: "write it as NAME[:TAG] or NAME@sha256:DIGEST, e.g. alpine:3.20",
+        reason: "write it as NAME[:TAG] or NAME@sha256:DIGEST, e.g. alpine:3.20 \
+                 (a registry's port is 1 to 65535)",
     })
 }
 
@@ -33,8 +73,7 @@ const NAME_MAX: usize = 255;
 /// ```
 fn split(text: &str) -> Option<Reference> {
     let (rest, digest) = match text.split_once('@') {
-        Some((rest, digest)) if is_digest(digest) => (rest, Some(digest.to_owned())),
-        Some(_) => return None,
+        Some((rest, digest)) => (rest, Some(digest.parse::<Digest>().ok()?)),
         None => (text, None),
     };
     // A tag follows the last ':' after the last '/' (a ':' before it is a
@@ -63,16 +102,21 @@ fn split(text: &str) -> Option<Reference> {
     } else {
         domain
     };
-    let path = if domain == "docker.io" && !path.contains('/') {
+    let repository = if domain == "docker.io" && !path.contains('/') {
         format!("library/{path}")
     } else {
         path.to_owned()
     };
-    let (domain, tag) = (domain.to_owned(), tag.map(str::to_owned));
-    Some(match (tag, digest) {
-        (Some(tag), Some(digest)) => Reference::with_tag_and_digest(domain, path, tag, digest),
-        (None, Some(digest)) => Reference::with_digest(domain, path, digest),
-        (tag, None) => Reference::with_tag(domain, path, tag.unwrap_or_else(|| "latest".into())),
+    let tag = match (tag, &digest) {
+        (Some(tag), _) => Some(tag.to_owned()),
+        (None, Some(_)) => None,
+        (None, None) => Some("latest".to_owned()),
+    };
+    Some(Reference {
+        registry: domain.to_owned(),
+        repository,
+        tag,
+        digest,
     })
 }
 
@@ -92,7 +136,11 @@ fn is_path_component(part: &str) -> bool {
 /// A host (DNS labels of letters, digits and inner dashes, or `[IPv6]`)
 /// with an optional `:port`.
 fn is_domain(domain: &str) -> bool {
-    let is_port = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    let is_port = |p: &str| {
+        !p.is_empty()
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok_and(|n| n > 0)
+    };
     if let Some(v6) = domain.strip_prefix('[') {
         let Some((address, rest)) = v6.split_once(']') else {
             return false;
@@ -120,20 +168,6 @@ fn is_tag(tag: &str) -> bool {
     tag.len() <= 128
         && tag.starts_with(word)
         && tag.chars().all(|c| word(c) || c == '.' || c == '-')
-}
-
-/// `sha256:` and 64 hex digits (or sha384, sha512 with 96, 128).
-fn is_digest(digest: &str) -> bool {
-    let Some((algorithm, hex)) = digest.split_once(':') else {
-        return false;
-    };
-    let length = match algorithm {
-        "sha256" => 64,
-        "sha384" => 96,
-        "sha512" => 128,
-        _ => return false,
-    };
-    hex.len() == length && hex.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// The name a user reads: `alpine:latest` rather than
@@ -208,7 +242,7 @@ mod tests {
     fn digests_and_short_names() {
         let digest = format!("sha256:{}", "a".repeat(64));
         let r = parse(&format!("localhost:5000/x/y@{digest}")).unwrap();
-        assert_eq!(r.digest(), Some(digest.as_str()));
+        assert_eq!(r.digest().map(ToString::to_string), Some(digest.clone()));
         assert_eq!(short(&r), format!("localhost:5000/x/y@{digest}"));
         assert_eq!(short(&parse("alpine").unwrap()), "alpine:latest");
         assert_eq!(
@@ -274,13 +308,20 @@ mod tests {
     #[case("a:")]
     fn reads_references_as_oci_spec_does(#[case] text: &str) {
         let ours = split(text);
-        let theirs = text.parse::<Reference>().ok();
+        let theirs = text.parse::<oci_spec::distribution::Reference>().ok();
         assert_eq!(
-            ours.as_ref()
-                .map(|r| (r.registry(), r.repository(), r.tag(), r.digest())),
-            theirs
-                .as_ref()
-                .map(|r| (r.registry(), r.repository(), r.tag(), r.digest())),
+            ours.as_ref().map(|r| (
+                r.registry().to_owned(),
+                r.repository().to_owned(),
+                r.tag().map(str::to_owned),
+                r.digest().map(ToString::to_string)
+            )),
+            theirs.as_ref().map(|r| (
+                r.registry().to_owned(),
+                r.repository().to_owned(),
+                r.tag().map(str::to_owned),
+                r.digest().map(str::to_owned)
+            )),
             "{text:?}"
         );
     }
@@ -298,6 +339,11 @@ mod tests {
         assert!(split("[::1]:/y").is_none());
         // Tags are ASCII.
         assert!(split("alpine:é").is_none());
+        // A port the network has; digests as the store takes them.
+        assert!(split("localhost:99999/x").is_none());
+        assert!(split("localhost:0/x").is_none());
+        assert!(split("localhost:65535/x").is_some());
+        assert!(split(&format!("a@sha256:{}", "F".repeat(64))).is_none());
         assert!(split(&format!("a:{}", "t".repeat(129))).is_none());
         assert!(split(&format!("{}/x", "a".repeat(300))).is_none());
     }

@@ -1,15 +1,19 @@
 //! The image store, under the runtime's data directory.
 //!
 //! ```text
-//!   <root>/
+//!   <root>/                  0700: nothing below is reachable by other host users
 //!     blobs/sha256/<hex>     manifests, configs and compressed layers, by digest
 //!     layers/<hex>/          each layer unpacked, named by its blob's digest:
 //!                            one copy, however many images share it
 //!     images.json            name:tag → manifest, config and layers
-//!     containers/<id>/       each container's overlay (stage 06)
+//!     containers/<id>/       each container's overlay (stage 06), and its lock
 //!     tmp/<pid>-<n>          downloads and unpacks under way
 //!     images.lock, gc.lock   flock(2) files
 //! ```
+//!
+//! Every path below is made from a [`Digest`], never from a string a
+//! registry sent: a digest that is not `algorithm:hex` of the right length
+//! cannot be held in one, so it can never name a path outside the store.
 //!
 //! Nothing half-made is ever in use: a blob is written under tmp/ and
 //! renamed into blobs/ once its digest checked out; a layer is unpacked
@@ -17,8 +21,12 @@
 //! parts are there, by rewriting images.json aside and renaming it over the
 //! old one. A pull that is killed leaves files in tmp/ (removed by the next
 //! one) and complete blobs and layers, which the next pull of the same image
-//! reuses. Pulls hold gc.lock shared, `rmi` exclusive: its garbage
-//! collection never removes what a pull is about to list.
+//! reuses.
+//!
+//! Pulls hold gc.lock shared, and so does `run IMAGE` from the moment it
+//! looks its image up until its container's layers are recorded (stage
+//! 06); `rmi` holds it exclusive. So `rmi` never removes what a pull is
+//! about to list, nor a layer a starting container has chosen.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -29,6 +37,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use crate::digest::Digest;
+
 /// One image in the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageRecord {
@@ -37,11 +47,11 @@ pub struct ImageRecord {
     /// `latest`; empty for an image pulled by digest only.
     pub tag: String,
     /// The image manifest's digest.
-    pub digest: String,
+    pub digest: Digest,
     /// The config blob's digest: the image's id.
-    pub config: String,
+    pub config: Digest,
     /// Layer blob digests, lowest first.
-    pub layers: Vec<String>,
+    pub layers: Vec<Digest>,
     /// Bytes of the unpacked layers' files.
     pub size: u64,
 }
@@ -49,8 +59,18 @@ pub struct ImageRecord {
 impl ImageRecord {
     /// The image id as `images` shows it: 12 hex digits of the config digest.
     pub fn id(&self) -> &str {
-        let hex = self.config.strip_prefix("sha256:").unwrap_or(&self.config);
-        &hex[..hex.len().min(12)]
+        &self.config.hex()[..12]
+    }
+
+    /// Whether a reference (repository, tag, digest) names this image: by
+    /// digest if it has one, else by tag (`latest` if none).
+    pub fn named_by(&self, repository: &str, tag: Option<&str>, digest: Option<&Digest>) -> bool {
+        self.repository == repository
+            && match (digest, tag) {
+                (Some(d), _) => &self.digest == d,
+                (None, Some(t)) => self.tag == t,
+                (None, None) => self.tag == "latest",
+            }
     }
 }
 
@@ -110,12 +130,14 @@ pub struct Lock {
 }
 
 impl Store {
-    /// Open (and if need be make) the store under `root`.
+    /// Open (and if need be make) the store under `root`; its directories
+    /// are root-only (stage 06's data directory).
     pub fn open(root: &Path) -> Result<Store, StoreError> {
-        for dir in ["blobs/sha256", "layers", "tmp", "containers"] {
-            let path = root.join(dir);
-            fs::create_dir_all(&path).map_err(io_error("making", &path))?;
-        }
+        stage06_overlay::datadir::prepare(
+            root,
+            &["blobs", "blobs/sha256", "layers", "tmp", "containers"],
+        )
+        .map_err(io_error("making", root))?;
         Ok(Store {
             root: root.to_path_buf(),
         })
@@ -125,20 +147,41 @@ impl Store {
         &self.root
     }
 
-    pub fn blob_path(&self, digest: &str) -> PathBuf {
-        self.root.join("blobs/sha256").join(hex(digest))
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().name())
+            .join(digest.hex())
     }
 
-    pub fn layer_path(&self, digest: &str) -> PathBuf {
-        self.root.join("layers").join(hex(digest))
+    pub fn layer_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("layers").join(digest.hex())
     }
 
-    pub fn has_blob(&self, digest: &str) -> bool {
+    pub fn has_blob(&self, digest: &Digest) -> bool {
         self.blob_path(digest).is_file()
     }
 
-    pub fn has_layer(&self, digest: &str) -> bool {
+    pub fn has_layer(&self, digest: &Digest) -> bool {
         self.layer_path(digest).is_dir()
+    }
+
+    /// Refuse a download of `size` bytes that would take the store's disk
+    /// below its reserve (the registry says the size; the download is then
+    /// held to it).
+    pub fn check_space(&self, size: u64) -> Result<(), StoreError> {
+        let no_space = || StoreError::NoSpace {
+            path: self.root.display().to_string(),
+        };
+        if crate::unpack::below_reserve(&self.root) {
+            return Err(no_space());
+        }
+        match nix::sys::statvfs::statvfs(&self.root) {
+            Ok(fs) if fs.blocks_available().saturating_mul(fs.fragment_size()) < size => {
+                Err(no_space())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A fresh path under tmp/ (named after this process, so that the next
@@ -169,8 +212,11 @@ impl Store {
 
     /// Move a verified blob into place (a blob already there is the same
     /// content: a concurrent pull got there first).
-    pub fn commit_blob(&self, tmp: &Path, digest: &str) -> Result<(), StoreError> {
+    pub fn commit_blob(&self, tmp: &Path, digest: &Digest) -> Result<(), StoreError> {
         let target = self.blob_path(digest);
+        if let Some(dir) = target.parent() {
+            stage06_overlay::datadir::prepare(dir, &[]).map_err(io_error("making", dir))?;
+        }
         if target.exists() {
             let _ = fs::remove_file(tmp);
             return Ok(());
@@ -179,7 +225,7 @@ impl Store {
     }
 
     /// Move an unpacked layer into place.
-    pub fn commit_layer(&self, tmp: &Path, digest: &str) -> Result<(), StoreError> {
+    pub fn commit_layer(&self, tmp: &Path, digest: &Digest) -> Result<(), StoreError> {
         let target = self.layer_path(digest);
         match fs::rename(tmp, &target) {
             Ok(()) => Ok(()),
@@ -193,15 +239,31 @@ impl Store {
     }
 
     /// Write `bytes` as the blob `digest` (small blobs: manifests, configs).
-    pub fn write_blob(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    pub fn write_blob(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
         let tmp = self.tmp_path();
         fs::write(&tmp, bytes).map_err(io_error("writing", &tmp))?;
         self.commit_blob(&tmp, digest)
     }
 
-    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
+    /// A small blob (a config), whole, refused past `max` bytes and checked
+    /// against its digest: the store is on disk, and disks change.
+    pub fn read_blob(&self, digest: &Digest, max: u64) -> Result<Vec<u8>, StoreError> {
         let path = self.blob_path(digest);
-        fs::read(&path).map_err(io_error("reading", &path))
+        let damaged = |why: &str| StoreError::Damaged {
+            path: path.display().to_string(),
+            why: why.to_owned(),
+        };
+        let file = File::open(&path).map_err(io_error("reading", &path))?;
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut io::Read::take(file, max + 1), &mut bytes)
+            .map_err(io_error("reading", &path))?;
+        if bytes.len() as u64 > max {
+            return Err(damaged("it is larger than it may be"));
+        }
+        if !digest.matches(&bytes) {
+            return Err(damaged("it does not match its digest"));
+        }
+        Ok(bytes)
     }
 
     fn lock(&self, name: &str, how: libc::c_int) -> Result<Lock, StoreError> {
@@ -220,8 +282,9 @@ impl Store {
         Ok(Lock { _file: file })
     }
 
-    /// Held by a pull for its whole length: no garbage collection meanwhile.
-    pub fn pulling(&self) -> Result<Lock, StoreError> {
+    /// Held by a pull for its whole length, and by `run IMAGE` until its
+    /// container's layers are recorded: no garbage collection meanwhile.
+    pub fn using(&self) -> Result<Lock, StoreError> {
         self.lock("gc.lock", libc::LOCK_SH)
     }
 
@@ -263,16 +326,12 @@ impl Store {
         &self,
         repository: &str,
         tag: Option<&str>,
-        digest: Option<&str>,
+        digest: Option<&Digest>,
     ) -> Result<Option<ImageRecord>, StoreError> {
-        Ok(self.images()?.into_iter().find(|i| {
-            i.repository == repository
-                && match (digest, tag) {
-                    (Some(d), _) => i.digest == d,
-                    (None, Some(t)) => i.tag == t,
-                    (None, None) => i.tag == "latest",
-                }
-        }))
+        Ok(self
+            .images()?
+            .into_iter()
+            .find(|i| i.named_by(repository, tag, digest)))
     }
 
     /// List an image, replacing one of the same name and tag.
@@ -296,7 +355,7 @@ impl Store {
         &self,
         repository: &str,
         tag: Option<&str>,
-        digest: Option<&str>,
+        digest: Option<&Digest>,
         shown: &str,
     ) -> Result<ImageRecord, StoreError> {
         let _gc = self.lock("gc.lock", libc::LOCK_EX)?;
@@ -305,14 +364,7 @@ impl Store {
         let position = index
             .images
             .iter()
-            .position(|i| {
-                i.repository == repository
-                    && match (digest, tag) {
-                        (Some(d), _) => i.digest == d,
-                        (None, Some(t)) => i.tag == t,
-                        (None, None) => i.tag == "latest",
-                    }
-            })
+            .position(|i| i.named_by(repository, tag, digest))
             .ok_or_else(|| StoreError::NotFound(shown.to_owned()))?;
         if let Some(container) = self.container_using(&index.images[position]) {
             return Err(StoreError::InUse {
@@ -323,18 +375,17 @@ impl Store {
         let removed = index.images.remove(position);
         self.write_index(&index)?;
         // Garbage: what no remaining image names.
-        let kept: std::collections::HashSet<&str> = index
+        let kept: std::collections::HashSet<&Digest> = index
             .images
             .iter()
             .flat_map(|i| i.layers.iter().chain([&i.config, &i.digest]))
-            .map(String::as_str)
             .collect();
         for digest in removed
             .layers
             .iter()
             .chain([&removed.config, &removed.digest])
         {
-            if !kept.contains(digest.as_str()) {
+            if !kept.contains(digest) {
                 let _ = fs::remove_file(self.blob_path(digest));
                 let _ = fs::remove_dir_all(self.layer_path(digest));
             }
@@ -343,47 +394,38 @@ impl Store {
     }
     // ANCHOR_END: remove
 
-    /// A container whose overlay stacks one of the image's layers.
+    /// A live container (its runtime holds its lock) whose overlay stacks
+    /// one of the image's layers; dead runtimes' containers are reclaimed
+    /// first, so they never keep an image.
     fn container_using(&self, image: &ImageRecord) -> Option<String> {
-        let layers: Vec<PathBuf> = image.layers.iter().map(|d| self.layer_path(d)).collect();
-        let containers = fs::read_dir(self.root.join("containers")).ok()?;
-        for container in containers.flatten() {
-            let Ok(links) = fs::read_dir(container.path().join("l")) else {
-                continue;
-            };
-            for link in links.flatten() {
-                if fs::read_link(link.path()).is_ok_and(|target| layers.contains(&target)) {
-                    return Some(
-                        container
-                            .file_name()
-                            .to_string_lossy()
-                            .chars()
-                            .take(12)
-                            .collect(),
-                    );
-                }
-            }
-        }
-        None
+        let layers: Vec<PathBuf> = image
+            .layers
+            .iter()
+            .filter_map(|d| fs::canonicalize(self.layer_path(d)).ok())
+            .collect();
+        stage06_overlay::overlay::lowers_in_use(&self.root)
+            .into_iter()
+            .find(|(_, lowers)| lowers.iter().any(|l| layers.contains(l)))
+            .map(|(id, _)| id.chars().take(12).collect())
     }
-}
-
-/// `sha256:abcd…` → `abcd…`.
-pub fn hex(digest: &str) -> &str {
-    digest.split_once(':').map_or(digest, |(_, h)| h)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A digest made from a name, for tests.
+    fn d(name: &str) -> Digest {
+        Digest::sha256_of(name.as_bytes())
+    }
+
     fn record(tag: &str, layers: &[&str]) -> ImageRecord {
         ImageRecord {
             repository: "docker.io/library/alpine".into(),
             tag: tag.into(),
-            digest: format!("sha256:m{tag}"),
-            config: format!("sha256:c{tag}0123456789"),
-            layers: layers.iter().map(|l| format!("sha256:{l}")).collect(),
+            digest: d(&format!("manifest {tag}")),
+            config: d(&format!("config {tag}")),
+            layers: layers.iter().map(|l| d(l)).collect(),
             size: 1,
         }
     }
@@ -400,16 +442,17 @@ mod tests {
             "3.20"
         );
         assert_eq!(store.find(repo, None, None).unwrap().unwrap().tag, "latest");
+        let by_digest = d("manifest 3.20");
         assert_eq!(
             store
-                .find(repo, None, Some("sha256:m3.20"))
+                .find(repo, None, Some(&by_digest))
                 .unwrap()
                 .unwrap()
                 .tag,
             "3.20"
         );
         assert!(store.find(repo, Some("edge"), None).unwrap().is_none());
-        assert_eq!(record("3.20", &[]).id(), "c3.200123456");
+        assert_eq!(record("3.20", &[]).id(), &d("config 3.20").hex()[..12]);
     }
 
     #[test]
@@ -418,7 +461,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         store.add(record("latest", &["a"])).unwrap();
         let mut newer = record("latest", &["b"]);
-        newer.digest = "sha256:newer".into();
+        newer.digest = d("newer");
         store.add(newer).unwrap();
         assert_eq!(store.images().unwrap().len(), 1);
     }
@@ -428,15 +471,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         for layer in ["shared", "own"] {
-            store.write_blob(&format!("sha256:{layer}"), b"x").unwrap();
-            fs::create_dir_all(store.layer_path(&format!("sha256:{layer}"))).unwrap();
+            store.write_blob(&d(layer), b"x").unwrap();
+            fs::create_dir_all(store.layer_path(&d(layer))).unwrap();
         }
         store.add(record("one", &["shared", "own"])).unwrap();
         store.add(record("two", &["shared"])).unwrap();
         let repo = "docker.io/library/alpine";
         store.remove(repo, Some("one"), None, "alpine:one").unwrap();
-        assert!(store.has_layer("sha256:shared") && store.has_blob("sha256:shared"));
-        assert!(!store.has_layer("sha256:own") && !store.has_blob("sha256:own"));
+        assert!(store.has_layer(&d("shared")) && store.has_blob(&d("shared")));
+        assert!(!store.has_layer(&d("own")) && !store.has_blob(&d("own")));
         let err = store
             .remove(repo, Some("one"), None, "alpine:one")
             .unwrap_err();
@@ -444,21 +487,64 @@ mod tests {
     }
 
     #[test]
-    fn an_image_in_use_is_not_removed() {
+    fn an_image_in_use_by_a_live_container_is_not_removed_a_dead_ones_is() {
+        use stage01_uts::{Context, Primitive, Process};
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        fs::create_dir_all(store.layer_path("sha256:a")).unwrap();
+        fs::create_dir_all(store.layer_path(&d("a"))).unwrap();
         store.add(record("latest", &["a"])).unwrap();
-        let links = dir.path().join("containers/0123456789abcdef/l");
-        fs::create_dir_all(&links).unwrap();
-        std::os::unix::fs::symlink(store.layer_path("sha256:a"), links.join("0")).unwrap();
+        let mut ctx = Context::new(Process::new(vec!["x".into()]));
+        let mut overlay = stage06_overlay::overlay::Overlay::new(
+            vec![store.layer_path(&d("a"))],
+            dir.path().into(),
+        );
+        overlay.prepare(&mut ctx).unwrap();
         let err = store
             .remove("docker.io/library/alpine", None, None, "alpine")
             .unwrap_err();
         assert!(
-            matches!(err, StoreError::InUse { ref container, .. } if container == "0123456789ab"),
+            matches!(err, StoreError::InUse { ref container, .. } if container == &ctx.id.as_str()[..12]),
             "{err}"
         );
+        // Its runtime is gone (what SIGKILL leaves: the directory, no lock).
+        drop(overlay);
+        store
+            .remove("docker.io/library/alpine", None, None, "alpine")
+            .unwrap();
+        assert_eq!(
+            fs::read_dir(dir.path().join("containers")).unwrap().count(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_blob_read_back_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let digest = Digest::sha256_of(b"{}");
+        store.write_blob(&digest, b"{}").unwrap();
+        assert_eq!(store.read_blob(&digest, 10).unwrap(), b"{}");
+        assert!(matches!(
+            store.read_blob(&digest, 1),
+            Err(StoreError::Damaged { .. })
+        ));
+        fs::write(store.blob_path(&digest), "{ }").unwrap();
+        assert!(matches!(
+            store.read_blob(&digest, 10),
+            Err(StoreError::Damaged { .. })
+        ));
+    }
+
+    #[test]
+    fn the_store_is_root_only() {
+        use std::os::unix::fs::MetadataExt;
+        let top = tempfile::tempdir().unwrap();
+        let root = top.path().join("store");
+        Store::open(&root).unwrap();
+        for dir in ["", "blobs", "blobs/sha256", "layers", "tmp", "containers"] {
+            let mode = fs::metadata(root.join(dir)).unwrap().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{dir}");
+        }
     }
 
     #[test]

@@ -22,11 +22,36 @@
 //! | `alloc MB` | allocates and touches MB mebibytes, one at a time, then prints `{"allocated":MB}` |
 //! | `burn SECS` | spins for SECS seconds of wall time, then prints `{"cpu":…,"wall":…}` (seconds) |
 //! | `forkbomb SECS` | forks sleeping children as fast as it can for SECS seconds, then prints `{"forked":N,"refused":M}` |
+//! | `fds [PID]` | prints `{"fds":{"0":"/dev/null",…}}`: the descriptors PID (default: itself) has open, and what each is |
+//! | `open PATH` | opens PATH for reading; prints `{"ok":true}` or `{"ok":false,"errno":"EACCES"}` |
 //! | `orphan` | leaves an orphan that exits after being re-parented, waits, and prints `{"zombies":[…]}`: the zombies left in its PID namespace |
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
+
+/// The descriptors `pid` has open, each with what /proc says it is. The one
+/// this listing itself opens (on /proc/PID/fd) is left out.
+fn fds(pid: &str) -> serde_json::Value {
+    let dir = format!("/proc/{pid}/fd");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) => return serde_json::json!({ "errno": errno_name(&e) }),
+    };
+    let own = std::fs::canonicalize(&dir).unwrap_or_default();
+    let mut fds = serde_json::Map::new();
+    for entry in entries.flatten() {
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
+        if pid == "self" && target == own {
+            continue;
+        }
+        fds.insert(
+            entry.file_name().to_string_lossy().into_owned(),
+            serde_json::Value::String(target.display().to_string()),
+        );
+    }
+    serde_json::json!({ "fds": fds })
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -69,6 +94,12 @@ fn main() -> ExitCode {
             Err(e) => serde_json::json!({ "errno": errno_name(&e) }),
         }),
         ["stat", path] => print_json(&stat(path)),
+        ["fds"] => print_json(&fds("self")),
+        ["fds", pid] => print_json(&fds(pid)),
+        ["open", path] => print_json(&match std::fs::File::open(path) {
+            Ok(_) => serde_json::json!({ "ok": true }),
+            Err(e) => serde_json::json!({ "ok": false, "errno": errno_name(&e) }),
+        }),
         ["escape", marker] => print_json(&escape(marker)),
         ["mknod", path, major, minor] => print_json(&mknod(path, major, minor)),
         ["alloc", mb] => print_json(&alloc(mb.parse().unwrap_or(0))),
