@@ -183,7 +183,7 @@ impl Drop for Hostile {
 /// An image's manifest as a registry would serve it: `config` and `layers`
 /// (gzip blobs) described by their real digests and sizes. A test then
 /// changes what it wants to lie about.
-pub fn manifest(config: &[u8], layers: &[Vec<u8>]) -> serde_json::Value {
+pub fn manifest(config: &[u8], layers: &[&[u8]]) -> serde_json::Value {
     let layers: Vec<serde_json::Value> = layers
         .iter()
         .map(|l| {

@@ -193,7 +193,7 @@ pub const MILESTONES: &[Milestone] = &[
         id: "06.3",
         suite: "stage06",
         module: "m3_lifecycle",
-        title: "the overlay is invisible on the host; the upper directory goes with the container, even after a failed start",
+        title: "the overlay is invisible on the host; the upper directory goes with the container, even after a failed start or a SIGKILL",
         chapter: "book/src/stage06-overlay.md",
     },
     Milestone {
@@ -207,7 +207,7 @@ pub const MILESTONES: &[Milestone] = &[
         id: "06.5",
         suite: "stage06",
         module: "m5_bad_input",
-        title: "a missing layer, no root at all, or a --root the mapped root cannot reach: refused with one line, nothing made",
+        title: "a missing layer or no root at all: refused with one line, nothing made; the root-only data directory serves user namespaces too",
         chapter: "book/src/stage06-overlay.md",
     },
     Milestone {
@@ -242,7 +242,7 @@ pub const MILESTONES: &[Milestone] = &[
         id: "07.5",
         suite: "stage07",
         module: "m5_rmi",
-        title: "rmi removes what no other image uses, and nothing a container runs on",
+        title: "rmi removes what no other image uses, and nothing a container runs on, even racing its start",
         chapter: "book/src/stage07-image.md",
     },
     Milestone {
@@ -250,6 +250,20 @@ pub const MILESTONES: &[Milestone] = &[
         suite: "stage07",
         module: "m6_robust_pulls",
         title: "a killed pull lists nothing and the next finishes; concurrent pulls; memory flat as layers grow",
+        chapter: "book/src/stage07-image.md",
+    },
+    Milestone {
+        id: "07.7",
+        suite: "stage07",
+        module: "m7_hostile_registry",
+        title: "a registry that lies (digests that are paths, lying headers, endless bodies, artifacts, plain-HTTP token services) is refused in one line and reaches nothing",
+        chapter: "book/src/stage07-image.md",
+    },
+    Milestone {
+        id: "07.8",
+        suite: "stage07",
+        module: "m8_hostile_layers",
+        title: "a layer that lies (metadata through symlinks, bad whiteouts, bombs, forged overlay attributes, escapes) is refused or kept inside; set-id files stay out of host users' reach",
         chapter: "book/src/stage07-image.md",
     },
 ];

@@ -231,14 +231,43 @@ impl Layer {
         self.raw(name, tar::EntryType::Directory, "", b"", 0o755, 0, 0)
     }
 
-    pub fn symlink(self, name: &str, target: &str) -> Layer {
-        self.raw(name, tar::EntryType::Symlink, target, b"", 0o777, 0, 0)
+    pub fn dir_owned(self, name: &str, mode: u32, uid: u64, gid: u64) -> Layer {
+        self.raw(name, tar::EntryType::Directory, "", b"", mode, uid, gid)
     }
 
-    /// A character device node `major:minor`, mode 0666.
-    pub fn char_device(mut self, name: &str, major: u32, minor: u32) -> Layer {
-        self = self.raw(name, tar::EntryType::Char, "", b"", 0o666, 0, 0);
-        // The device numbers live in the header just written.
+    pub fn file_bytes_owned(self, name: &str, data: &[u8], mode: u32, uid: u64, gid: u64) -> Layer {
+        self.raw(name, tar::EntryType::Regular, "", data, mode, uid, gid)
+    }
+
+    /// A block device node `major:minor`, mode 0666.
+    pub fn block_device(mut self, name: &str, major: u32, minor: u32) -> Layer {
+        self = self.raw(name, tar::EntryType::Block, "", b"", 0o666, 0, 0);
+        self.set_device(major, minor)
+    }
+
+    /// A PAX extended header that claims `size` bytes of records, and has
+    /// none: a reader that reads extension records whole waits for (or
+    /// allocates) all of them.
+    pub fn pax_header_claiming(mut self, size: u64) -> Layer {
+        self = self.raw(
+            "PaxHeaders/bomb",
+            tar::EntryType::XHeader,
+            "",
+            b"",
+            0o644,
+            0,
+            0,
+        );
+        let at = self.tar.len() - 512;
+        let mut header = tar::Header::new_gnu();
+        header.as_mut_bytes().copy_from_slice(&self.tar[at..]);
+        header.set_size(size);
+        header.set_cksum();
+        self.tar[at..].copy_from_slice(header.as_bytes());
+        self
+    }
+
+    fn set_device(mut self, major: u32, minor: u32) -> Layer {
         let at = self.tar.len() - 512;
         let mut header = tar::Header::new_gnu();
         header.as_mut_bytes().copy_from_slice(&self.tar[at..]);
@@ -249,26 +278,51 @@ impl Layer {
         self
     }
 
+    pub fn symlink(self, name: &str, target: &str) -> Layer {
+        self.raw(name, tar::EntryType::Symlink, target, b"", 0o777, 0, 0)
+    }
+
+    /// A character device node `major:minor`, mode 0666.
+    pub fn char_device(mut self, name: &str, major: u32, minor: u32) -> Layer {
+        self = self.raw(name, tar::EntryType::Char, "", b"", 0o666, 0, 0);
+        // The device numbers live in the header just written.
+        self.set_device(major, minor)
+    }
+
     /// A file carrying the extended attribute `key=value`, as GNU tar and
     /// docker write it: a PAX header with `SCHILY.xattr.KEY` before the entry.
-    pub fn file_with_xattr(mut self, name: &str, data: &str, key: &str, value: &str) -> Layer {
-        let body = format!("SCHILY.xattr.{key}={value}\n");
+    pub fn file_with_xattr(self, name: &str, data: &str, key: &str, value: &str) -> Layer {
+        self.file_bytes_with_xattr(name, data.as_bytes(), key, value.as_bytes())
+    }
+
+    /// [`Layer::file_with_xattr`], with any bytes for data and value.
+    pub fn file_bytes_with_xattr(
+        mut self,
+        name: &str,
+        data: &[u8],
+        key: &str,
+        value: &[u8],
+    ) -> Layer {
+        let mut body = format!("SCHILY.xattr.{key}=").into_bytes();
+        body.extend_from_slice(value);
+        body.push(b'\n');
         // A PAX record's length counts its own digits.
         let mut len = body.len() + 2;
-        while format!("{len} {body}").len() != len {
+        while format!("{len} ").len() + body.len() != len {
             len += 1;
         }
-        let record = format!("{len} {body}");
+        let mut record = format!("{len} ").into_bytes();
+        record.extend_from_slice(&body);
         self = self.raw(
             "PaxHeaders/x",
             tar::EntryType::XHeader,
             "",
-            record.as_bytes(),
+            &record,
             0o644,
             0,
             0,
         );
-        self.file(name, data)
+        self.file_bytes(name, data)
     }
 
     pub fn hardlink(self, name: &str, target: &str) -> Layer {

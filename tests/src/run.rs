@@ -27,6 +27,9 @@ pub struct Run {
     envs: Vec<(OsString, OsString)>,
     /// Run the runtime as this uid and gid.
     user: Option<(u32, u32)>,
+    /// Paths the runtime is started with open, on these descriptor numbers
+    /// (not close-on-exec): what a careless caller leaves behind.
+    open_fds: Vec<(i32, PathBuf)>,
 }
 
 impl Run {
@@ -39,6 +42,7 @@ impl Run {
             // Tests always use a data directory of their own.
             envs: vec![("MYRUNTIME_ROOT".into(), crate::store_root().into())],
             user: None,
+            open_fds: Vec::new(),
         }
     }
 
@@ -98,6 +102,14 @@ impl Run {
         self
     }
 
+    /// Start the runtime with `path` open on descriptor `fd`, inherited as a
+    /// careless caller would leave it (a directory here can reach any host
+    /// file through /proc/self/fd/N/...).
+    pub fn with_open_fd(mut self, fd: i32, path: &Path) -> Run {
+        self.open_fds.push((fd, path.to_path_buf()));
+        self
+    }
+
     /// Set a variable in the runtime's own environment.
     pub fn env(mut self, key: &str, value: &str) -> Run {
         self.envs.push((key.into(), value.into()));
@@ -136,6 +148,29 @@ impl Run {
         // Its own process group, so that a test can signal the runtime alone
         // and the terminal's signals never reach it.
         cmd.process_group(0);
+        let opened: Vec<(i32, std::fs::File)> = self
+            .open_fds
+            .iter()
+            .map(|(fd, path)| {
+                let file = std::fs::File::open(path)
+                    .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+                (*fd, file)
+            })
+            .collect();
+        if !opened.is_empty() {
+            // SAFETY: dup2 is async-signal-safe; the files outlive the
+            // closure (moved into it), which runs in the forked child only.
+            unsafe {
+                cmd.pre_exec(move || {
+                    for (fd, file) in &opened {
+                        if libc::dup2(std::os::fd::AsRawFd::as_raw_fd(file), *fd) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd
     }
 
@@ -170,30 +205,29 @@ impl Run {
     }
 
     /// [`Run::output`], with the largest resident set the runtime reached,
-    /// in KiB (wait4's rusage).
+    /// in KiB. Measured by the probe as the runtime's parent: `wait4`'s
+    /// peak survives exec, and a runtime forked straight from this (large,
+    /// many-threaded) test process would report the test's own size.
     pub fn output_with_peak_memory(&self) -> (Outcome, u64) {
-        let mut running = self.spawn();
-        let pid = running.pid();
-        let mut status = 0;
-        // SAFETY: an all-zero rusage is a valid value to fill in.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: waiting for our own child, with valid pointers.
-        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        assert_eq!(rc, pid, "wait4 for the runtime");
-        // The child is reaped: std must not wait for it again.
-        std::mem::forget(running.child.take());
-        let status = ExitStatusExt::from_raw(status);
-        let grace = Instant::now() + Duration::from_secs(2);
-        let outcome = Outcome {
-            shown: running.shown.clone(),
-            output: Output {
-                status,
-                stdout: running.stdout.rest(grace),
-                stderr: running.stderr.rest(grace),
-            },
-            _group: running.group.take(),
-        };
-        (outcome, usage.ru_maxrss as u64)
+        let report = tempfile::NamedTempFile::new().expect("a file for the measurement");
+        let mut measured = self.clone();
+        let probe = crate::probe().to_path_buf();
+        let mut args: Vec<OsString> = vec![
+            "measure".into(),
+            report.path().into(),
+            std::mem::replace(&mut measured.bin, probe).into(),
+        ];
+        args.append(&mut measured.args);
+        measured.args = args;
+        let outcome = measured.output();
+        let text = std::fs::read_to_string(report.path()).unwrap_or_default();
+        let peak: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|_| {
+            panic!(
+                "the probe measured nothing ({text:?})\n{}",
+                outcome.describe()
+            )
+        });
+        (outcome, peak["maxrss_kb"].as_u64().unwrap_or(u64::MAX))
     }
 
     /// Run it with stdin, stdout and stderr on a new pseudo-terminal, and

@@ -77,6 +77,29 @@ mod m1_process {
             .expect_code(code, "the runtime exits with COMMAND's exit status");
     }
 
+    /// Whatever the runtime holds open, or was started with, stays out:
+    /// a directory left open on fd 7 would reach any host file through
+    /// /proc/self/fd/7/...
+    #[rstest]
+    fn only_stdin_stdout_and_stderr_cross_into_the_container(rt: Runtime) {
+        let out = rt
+            .run()
+            .with_open_fd(7, std::path::Path::new("/"))
+            .with_open_fd(12, std::path::Path::new("/etc"))
+            .probe(&["fds"])
+            .output();
+        out.expect_code(0, "the probe lists its descriptors");
+        let fds: serde_json::Value = out.json();
+        let numbers: Vec<&String> = fds["fds"].as_object().expect("a map").keys().collect();
+        assert_eq!(
+            numbers,
+            ["0", "1", "2"],
+            "COMMAND holds more than stdin, stdout and stderr: {}\n{}",
+            fds["fds"],
+            out.describe()
+        );
+    }
+
     #[rstest]
     fn a_command_killed_by_a_fault_gives_128_plus_the_signal(rt: Runtime) {
         rt.run()
@@ -176,6 +199,13 @@ mod m3_errors {
             .command(["/no/such/path"])
             .output()
             .expect_code(127, "a path that does not exist gives 127");
+    }
+
+    #[rstest]
+    fn an_empty_command_gives_127_and_says_so(rt: Runtime) {
+        let out = rt.run().command([""]).output();
+        out.expect_code(127, "an empty command is not found, as in a shell")
+            .expect_refused(&["empty"]);
     }
 
     #[rstest]

@@ -56,6 +56,30 @@ mod m1_rootfs {
         );
     }
 
+    /// `--init` stays PID 1 without ever executing a program, so
+    /// close-on-exec cannot help it: it closes what it inherited. Seen from
+    /// inside (its own /proc), neither it nor COMMAND holds anything else.
+    #[rstest]
+    fn with_init_neither_pid_1_nor_command_holds_the_runtimes_descriptors(rt: Runtime) {
+        for pid in ["1", "self"] {
+            let out = rt
+                .run()
+                .with_open_fd(7, Path::new("/"))
+                .arg("--init")
+                .probe(&["fds", pid])
+                .output();
+            out.expect_code(0, "the probe lists the descriptors");
+            let fds = json(&out)["fds"].clone();
+            let numbers: Vec<&String> = fds.as_object().expect("a map").keys().collect();
+            assert_eq!(
+                numbers,
+                ["0", "1", "2"],
+                "pid {pid} holds {fds}\n{}",
+                out.describe()
+            );
+        }
+    }
+
     #[rstest]
     fn the_mount_namespace_is_new(rt: Runtime) {
         let report = rt.run().probe(&["report"]).output().report();
@@ -462,6 +486,28 @@ mod m4_bad_input {
             !Path::new("/tmp/x").exists(),
             "the runtime wrote outside the rootfs"
         );
+    }
+
+    /// A volume over /proc (or /sys, /dev) would hide what the runtime
+    /// mounts there, and with it the masked paths: refused, also when a
+    /// symlink of the rootfs leads there.
+    #[rstest]
+    #[case::proc("/proc")]
+    #[case::below_proc("/proc/sys")]
+    #[case::sys("/sys")]
+    #[case::dev("/dev")]
+    #[case::through_a_symlink("/state")]
+    fn a_volume_over_a_kernel_filesystem(rt: Runtime, #[case] target: &str) {
+        let rootfs = Rootfs::private();
+        std::os::unix::fs::symlink("/proc", rootfs.join("/state")).unwrap();
+        let source = tempfile::tempdir().unwrap();
+        let spec = format!("{}:{target}", source.path().display());
+        let out = rt
+            .run_in(&rootfs)
+            .args(["-v", &spec])
+            .probe(&["report"])
+            .output();
+        refused(&out, "the runtime mounts", rootfs.path());
     }
 
     #[rstest]

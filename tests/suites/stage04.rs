@@ -10,6 +10,7 @@
 //! ```
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use harness::host::{self, RootSubIds};
 use harness::{Rootfs, Runtime};
@@ -123,6 +124,35 @@ mod m1_user {
         out.expect_refused(&["no-such-user"]);
     }
 
+    /// `(uid_t)-1` is "leave unchanged" to setresuid(2): asked for, it would
+    /// keep COMMAND root. Refused, as any id the kernel cannot switch to,
+    /// whether it comes from the command line or from the rootfs's own
+    /// /etc/passwd.
+    #[rstest]
+    #[case::minus_one_as_unsigned("4294967295")]
+    #[case::group("0:4294967295")]
+    #[case::negative("-1")]
+    #[case::past_2_31("2147483648")]
+    fn an_id_that_cannot_be_switched_to_is_refused(rt: Runtime, #[case] user: &str) {
+        let out = rt.run().args(["--user", user]).probe(&["report"]).output();
+        out.expect_refused(&["0-2147483647"]);
+    }
+
+    #[rstest]
+    fn a_passwd_entry_with_such_an_id_is_refused_too(rt: Runtime) {
+        let rootfs = Rootfs::private();
+        let passwd = rootfs.join("/etc/passwd");
+        let mut text = std::fs::read_to_string(&passwd).unwrap_or_default();
+        text.push_str("evil:x:4294967295:0::/:/bin/sh\n");
+        std::fs::write(&passwd, text).unwrap();
+        let out = rt
+            .run_in(&rootfs)
+            .args(["--user", "evil"])
+            .probe(&["report"])
+            .output();
+        out.expect_refused(&["4294967295"]);
+    }
+
     #[rstest]
     fn without_user_or_maps_root_keeps_the_hosts_ids(rt: Runtime) {
         let report = rt.run().probe(&["report"]).output().report();
@@ -225,6 +255,20 @@ mod m2_userns {
             .probe(&["write", "/proc/sys/kernel/hostname"])
             .output();
         assert_eq!(json(&out)["ok"], false, "{}", out.describe());
+    }
+
+    #[rstest]
+    fn no_descriptor_crosses_into_a_user_namespace_either(rt: Runtime) {
+        let out = rt
+            .run()
+            .with_open_fd(7, Path::new("/"))
+            .args(["--uidmap", "0:100000:65536"])
+            .probe(&["fds"])
+            .output();
+        out.expect_code(0, "the probe lists its descriptors");
+        let fds = json(&out)["fds"].clone();
+        let numbers: Vec<&String> = fds.as_object().expect("a map").keys().collect();
+        assert_eq!(numbers, ["0", "1", "2"], "{fds}\n{}", out.describe());
     }
 
     #[rstest]

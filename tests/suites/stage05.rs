@@ -393,6 +393,9 @@ mod m7_bad_input {
     #[case::zero_pids(&["--pids-limit", "0"][..], "pids")]
     #[case::not_a_block_device(&["--device-read-bps", "/dev/null:1m"][..], "block device")]
     #[case::bad_size(&["--memory", "lots"][..], "lots")]
+    #[case::negative_memory(&["--memory", "-1"][..], "cannot be negative")]
+    #[case::negative_cpus(&["--cpus", "-1"][..], "at least 0.01")]
+    #[case::memory_past_any_machine(&["--memory", "99999999999999999999"][..], "too large")]
     fn refused_with_one_line_and_no_cgroup(rt: Runtime, #[case] args: &[&str], #[case] what: &str) {
         let parent = CgroupParent::new();
         let out = rt

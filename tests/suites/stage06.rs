@@ -215,6 +215,45 @@ mod m3_lifecycle {
         );
     }
 
+    /// SIGKILL cannot be caught: a runtime killed at any point of a start
+    /// leaves its container's directory. It holds a lock on it while alive;
+    /// the next start takes the locks nobody holds, and removes what they
+    /// name. 200 kills at spread-out moments, then one start: nothing left.
+    #[rstest]
+    fn what_a_killed_runtime_left_is_reclaimed_by_the_next_start(rt: Runtime) {
+        let store = OwnStore::new();
+        let parent = host::CgroupParent::new();
+        for round in 0..200u64 {
+            let running = rt
+                .run()
+                .env("MYRUNTIME_ROOT", store.path())
+                .args(["--cgroup-parent", &parent.0])
+                .probe(&["sleep", "30"])
+                .spawn();
+            // From at once to 20 ms in: before, during and after the start.
+            std::thread::sleep(std::time::Duration::from_micros((round * 997) % 20_000));
+            running.signal(nix::sys::signal::Signal::SIGKILL);
+            drop(running);
+        }
+        rt.run()
+            .env("MYRUNTIME_ROOT", store.path())
+            .args(["--cgroup-parent", &parent.0])
+            .probe(&["exit", "0"])
+            .output()
+            .expect_code(0, "the next start runs");
+        assert_eq!(
+            store.containers(),
+            Vec::<PathBuf>::new(),
+            "killed runtimes' directories (or locks) outlived the next start"
+        );
+        assert_eq!(host::mounts_under(store.0.path()), Vec::<String>::new());
+        assert_eq!(
+            parent.children("pids"),
+            Vec::<String>::new(),
+            "cgroups were left"
+        );
+    }
+
     #[rstest]
     fn the_upper_directory_goes_with_the_container(rt: Runtime) {
         let tag = host::unique_tag("upper");

@@ -12,8 +12,12 @@
 
 use std::path::Path;
 
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+
+use harness::hostile::{self, Hostile, Response};
 use harness::registry::{Compression, ImageSpec, Layer, Layout, Registry, Written};
-use harness::{Rootfs, Run, Runtime};
+use harness::{Rootfs, Run, Runtime, host};
 use rstest::{fixture, rstest};
 use serde_json::json;
 
@@ -62,24 +66,17 @@ impl World {
     /// What the store holds: its image list, blobs and layers (to check that
     /// a failed pull left it as it was).
     fn contents(&self) -> (String, Vec<String>, Vec<String>) {
-        let list = |dir: &str| -> Vec<String> {
-            let mut names: Vec<String> = std::fs::read_dir(self.store.path().join(dir))
-                .map(|d| {
-                    d.flatten()
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect()
-                })
-                .unwrap_or_default();
-            names.sort();
-            names
-        };
-        let index =
-            std::fs::read_to_string(self.store.path().join("images.json")).unwrap_or_default();
-        (index, list("blobs/sha256"), list("layers"))
+        let (index, blobs, layers, _) = store_contents(self.store.path());
+        (index, blobs, layers)
     }
 
     fn layer_dirs(&self) -> usize {
         self.contents().2.len()
+    }
+
+    /// What is under the store's containers/ (directories and their locks).
+    fn containers(&self) -> Vec<String> {
+        store_contents(self.store.path()).3
     }
 
     fn tmp_entries(&self) -> usize {
@@ -87,6 +84,28 @@ impl World {
             .map(|d| d.count())
             .unwrap_or(0)
     }
+}
+
+/// A store's image list, blobs, layers and containers/ entries.
+fn store_contents(store: &Path) -> (String, Vec<String>, Vec<String>, Vec<String>) {
+    let list = |dir: &str| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(store.join(dir))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let index = std::fs::read_to_string(store.join("images.json")).unwrap_or_default();
+    (
+        index,
+        list("blobs/sha256"),
+        list("layers"),
+        list("containers"),
+    )
 }
 
 /// The test rootfs (busybox or Alpine, with the probe at /probe) as one layer.
@@ -657,6 +676,51 @@ mod m5_rmi {
             .output()
             .expect_code(0, "once the container is gone");
     }
+
+    /// Under load: `rmi` racing `run IMAGE`, hundreds of times.
+    /// `run` holds the store from the moment it looks its image up until its
+    /// container's layers are recorded, so each race ends one of two ways:
+    /// `rmi` first (the run pulls the image again) or the run first (`rmi`
+    /// refuses: in use). Never a container on missing or emptied layers.
+    #[rstest]
+    fn rmi_never_removes_what_a_starting_container_chose(rt: Runtime) {
+        let world = World::new(rt);
+        let spec = base_image(json!({"Cmd": ["/probe", "read", "/marker"]}))
+            .layer(Layer::new().file("marker", "12345"), Compression::Gzip);
+        let image = pulled(&world, &spec, "tests/race");
+        let (mut removed, mut in_use) = (0, 0);
+        for round in 0..200u64 {
+            let run = world.verb("run").arg(&image).spawn();
+            // rmi from at once to 15 ms later: before, during and after the
+            // run chooses its layers.
+            std::thread::sleep(std::time::Duration::from_micros((round * 761) % 15_000));
+            let rmi = world.verb("rmi").arg(&image).output();
+            let ran = run.finish();
+            ran.expect_code(0, "the container runs, whichever came first");
+            assert_eq!(
+                ran.json::<serde_json::Value>()["bytes"],
+                5,
+                "the container's image was not whole\n{}",
+                ran.describe()
+            );
+            if rmi.code() == 0 {
+                removed += 1;
+            } else if rmi.stderr().contains("no such image") {
+                // The last round's rmi won, and this run had not pulled
+                // the image back yet.
+                rmi.expect_refused(&["no such image"]);
+            } else {
+                rmi.expect_refused(&["in use"]);
+                in_use += 1;
+            }
+        }
+        eprintln!("rmi won {removed} races, was refused {in_use} times");
+        assert_eq!(
+            world.containers(),
+            Vec::<String>::new(),
+            "containers were left"
+        );
+    }
 }
 
 /// Milestone 07.6: pulls survive being killed, run side by side, and stream.
@@ -754,5 +818,642 @@ mod m6_robust_pulls {
             "pulling a 128 MiB layer peaked at {large_kb} KiB, a 4 MiB one at {small_kb} KiB: \
              the layer is held in memory instead of streamed"
         );
+    }
+}
+
+/// A registry that lies, and a store of the test's own holding a good image
+/// from it: after every refusal the store must be as it was, and the good
+/// image must still run.
+struct Lab {
+    rt: Runtime,
+    hostile: Hostile,
+    store: tempfile::TempDir,
+    good: String,
+}
+
+/// The test rootfs as a gzip blob, made once per test process.
+fn base_blob() -> &'static [u8] {
+    static BLOB: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BLOB.get_or_init(|| base_layer().gzip())
+}
+
+impl Lab {
+    fn new(rt: Runtime) -> Lab {
+        let lab = Lab {
+            rt,
+            hostile: Hostile::start(),
+            store: tempfile::tempdir().unwrap(),
+            good: String::new(),
+        };
+        let config = hostile::config(&["/probe", "exit", "0"]);
+        let base = base_blob().to_vec();
+        lab.serve(
+            "tests/good",
+            &hostile::manifest(&config, &[&base]),
+            vec![config, base],
+        );
+        let good = lab.hostile.name("tests/good");
+        lab.pull(&good)
+            .expect_code(0, "a good image pulls from the same registry");
+        Lab { good, ..lab }
+    }
+
+    /// Serve `manifest` as `repo:latest`, and `blobs` by their own digests.
+    fn serve(&self, repo: &str, manifest: &serde_json::Value, blobs: Vec<Vec<u8>>) {
+        let blobs: Vec<(String, Vec<u8>)> = blobs
+            .into_iter()
+            .map(|b| (hostile::sha256(&b), b))
+            .collect();
+        let refs: Vec<(&str, Vec<u8>)> =
+            blobs.iter().map(|(d, b)| (d.as_str(), b.clone())).collect();
+        self.hostile.image(repo, "latest", manifest, &refs);
+    }
+
+    fn verb(&self, verb: &str) -> Run {
+        self.rt
+            .verb(verb)
+            .env("MYRUNTIME_ROOT", &self.store.path().to_string_lossy())
+    }
+
+    fn pull(&self, image: &str) -> harness::Outcome {
+        self.verb("pull").arg(image).output()
+    }
+
+    /// Pull `image`: refused in one line naming each of `says`, with no
+    /// control character on it; the store as it was; the good image runs.
+    #[track_caller]
+    fn refused(&self, image: &str, extra: &[&str], says: &[&str]) -> harness::Outcome {
+        let before = store_contents(self.store.path());
+        let out = self.verb("pull").args(extra).arg(image).output();
+        refused_on_the_last_line(&out, says);
+        assert!(
+            !out.output.stderr.iter().any(|&b| b < 0x20 && b != b'\n'),
+            "the message holds raw control characters\n{}",
+            out.describe()
+        );
+        assert_eq!(
+            store_contents(self.store.path()),
+            before,
+            "a refused pull changed the store"
+        );
+        assert_eq!(
+            std::fs::read_dir(self.store.path().join("tmp"))
+                .map(|d| d.count())
+                .ok(),
+            Some(0),
+            "a refused pull left files in the store's tmp/"
+        );
+        self.verb("run")
+            .arg(&self.good)
+            .output()
+            .expect_code(0, "the store's other images still run");
+        out
+    }
+}
+
+/// Refused, as the bad-input standard asks of a pull (whose progress lines
+/// may come first): a non-zero status, nothing on stdout, the last line of
+/// stderr naming each of `says`.
+#[track_caller]
+fn refused_on_the_last_line(out: &harness::Outcome, says: &[&str]) {
+    let stderr = out.stderr();
+    let last = stderr.trim_end().lines().last().unwrap_or("");
+    let missing = says.iter().find(|s| !last.contains(*s));
+    if out.code() == 0 || !out.stdout().is_empty() || missing.is_some() {
+        panic!(
+            "must be refused with a last line naming {missing:?}\n{}",
+            out.describe()
+        );
+    }
+}
+
+/// A digest that climbs out of the store, padded to look like one.
+fn climbing_digest(to: &Path) -> String {
+    format!("sha256:../../../../../../../..{}", to.display())
+}
+
+/// A host directory with a file in it: what a hostile image must not reach.
+fn host_sentinel() -> (
+    tempfile::TempDir,
+    std::collections::BTreeMap<String, String>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/file"), "host").unwrap();
+    let seen = tree(dir.path());
+    (dir, seen)
+}
+
+/// Every path under `dir` with its mode, owner and content.
+fn tree(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut all = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&d).unwrap();
+        let content = std::fs::read(&d).unwrap_or_default();
+        all.insert(
+            d.display().to_string(),
+            format!(
+                "{:o} {}:{} {content:?}",
+                meta.mode(),
+                meta.uid(),
+                meta.gid()
+            ),
+        );
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&d).unwrap().flatten().map(|e| e.path()));
+        }
+    }
+    all
+}
+
+/// Milestone 07.7: a registry that lies is refused in one line, and nothing
+/// it sent reaches a path outside the store.
+mod m7_hostile_registry {
+    use super::*;
+
+    #[rstest]
+    fn digests_that_name_paths_are_refused_before_any_use(rt: Runtime) {
+        let lab = Lab::new(rt);
+        let (host, before) = host_sentinel();
+        let config = hostile::config(&["/probe", "exit", "0"]);
+        let base = base_blob().to_vec();
+        let mut m = hostile::manifest(&config, &[&base]);
+        m["layers"][0]["digest"] = climbing_digest(&host.path().join("data")).into();
+        lab.serve("tests/layer-path", &m, vec![config.clone(), base.clone()]);
+        lab.refused(
+            &lab.hostile.name("tests/layer-path"),
+            &[],
+            &["is not a digest"],
+        );
+        let mut m = hostile::manifest(&config, &[&base]);
+        m["config"]["digest"] = climbing_digest(&host.path().join("data/file")).into();
+        lab.serve("tests/config-path", &m, vec![config, base]);
+        lab.refused(
+            &lab.hostile.name("tests/config-path"),
+            &[],
+            &["is not a digest"],
+        );
+        assert_eq!(tree(host.path()), before, "a host directory was touched");
+        // rmi and run of such a name are refused by the reference grammar.
+        let run = lab
+            .verb("rmi")
+            .arg(format!("{}@sha256:../../x", lab.hostile.name("tests/x")))
+            .output();
+        run.expect_refused(&["image reference"]);
+    }
+
+    #[rstest]
+    fn a_digest_header_that_lies_is_refused(rt: Runtime) {
+        let lab = Lab::new(rt);
+        let config = hostile::config(&["/probe", "exit", "0"]);
+        let base = base_blob().to_vec();
+        let m = hostile::manifest(&config, &[&base]);
+        lab.serve("tests/lying-header", &m, vec![config.clone(), base.clone()]);
+        let bytes = serde_json::to_vec(&m).unwrap();
+        let path = "/v2/tests/lying-header/manifests/latest";
+        for (header, says) in [
+            (
+                hostile::sha256(b"something else"),
+                "does not match its digest",
+            ),
+            ("sha256:../../../../etc".to_owned(), "is not a digest"),
+        ] {
+            lab.hostile.route(
+                path,
+                Response::ok(bytes.clone(), "application/vnd.oci.image.manifest.v1+json")
+                    .header("Docker-Content-Digest", &header),
+            );
+            lab.refused(&lab.hostile.name("tests/lying-header"), &[], &[says]);
+        }
+    }
+
+    #[rstest]
+    fn every_algorithm_is_verified(rt: Runtime) {
+        use sha2::Digest as _;
+        let lab = Lab::new(rt);
+        let config = hostile::config(&["/probe", "exit", "0"]);
+        let base = base_blob().to_vec();
+        let mut m = hostile::manifest(&config, &[&base]);
+        // A sha512 digest of other bytes: checked all the same.
+        let wrong = format!("sha512:{:x}", sha2::Sha512::digest(b"not the layer"));
+        m["layers"][0]["digest"] = wrong.clone().into();
+        lab.serve("tests/sha512", &m, vec![config]);
+        lab.hostile.route(
+            &format!("/v2/tests/sha512/blobs/{wrong}"),
+            Response::ok(base, "application/octet-stream"),
+        );
+        lab.refused(
+            &lab.hostile.name("tests/sha512"),
+            &[],
+            &["does not match its digest"],
+        );
+    }
+
+    #[rstest]
+    fn bodies_past_their_bounds_are_refused_and_memory_stays_flat(rt: Runtime) {
+        let lab = Lab::new(rt);
+        let config = hostile::config(&["/probe", "exit", "0"]);
+        let base = base_blob().to_vec();
+        let image = |repo: &str| lab.hostile.name(repo);
+        // A manifest that never ends.
+        lab.hostile
+            .route("/v2/tests/endless/manifests/latest", Response::endless(200));
+        // A config the manifest says is 1.5 GB: refused before it is asked for.
+        let mut m = hostile::manifest(&config, &[&base]);
+        m["config"]["size"] = 1_500_000_000u64.into();
+        lab.serve("tests/big-config", &m, vec![config.clone(), base.clone()]);
+        // A config that runs past the size the manifest gives.
+        let m = hostile::manifest(&config, &[&base]);
+        lab.serve("tests/long-config", &m, vec![base.clone()]);
+        lab.hostile.route(
+            &format!("/v2/tests/long-config/blobs/{}", hostile::sha256(&config)),
+            Response::endless(200),
+        );
+        // A layer that runs past its size.
+        let own = Layer::new().file("own", "layer").gzip();
+        let long = hostile::manifest(&config, &[&own]);
+        lab.serve("tests/long-layer", &long, vec![config.clone()]);
+        lab.hostile.route(
+            &format!("/v2/tests/long-layer/blobs/{}", hostile::sha256(&own)),
+            Response::endless(200),
+        );
+        // An error whose message never ends.
+        lab.hostile.route(
+            "/v2/tests/endless-error/manifests/latest",
+            Response::endless(500),
+        );
+        let cases = [
+            (
+                "tests/endless",
+                "more than the 4194304 bytes a manifest may be",
+            ),
+            (
+                "tests/big-config",
+                "more than the 8388608 bytes a config may be",
+            ),
+            ("tests/long-config", "more than the"),
+            ("tests/long-layer", "bytes the manifest gives"),
+            ("tests/endless-error", "HTTP 500"),
+        ];
+        for (repo, says) in cases {
+            let (out, peak) = lab.verb("pull").arg(image(repo)).output_with_peak_memory();
+            refused_on_the_last_line(&out, &[says]);
+            assert!(
+                peak < 96 * 1024,
+                "{repo}: the pull peaked at {peak} KiB: a body was read whole"
+            );
+        }
+        let asked = lab.hostile.requests();
+        assert!(
+            !asked
+                .iter()
+                .any(|p| p.starts_with("/v2/tests/big-config/blobs/")),
+            "a config larger than the limit was fetched: {asked:?}"
+        );
+        lab.refused(
+            &image("tests/long-layer"),
+            &[],
+            &["bytes the manifest gives"],
+        );
+    }
+
+    #[rstest]
+    fn what_is_not_a_container_image_is_refused_by_name(rt: Runtime) {
+        let lab = Lab::new(rt);
+        let config = hostile::config(&["/probe", "exit", "0"]);
+        let base = base_blob().to_vec();
+        let mut chart = hostile::manifest(&config, &[&base]);
+        chart["config"]["mediaType"] = "application/vnd.cncf.helm.config.v1+json".into();
+        lab.serve("tests/chart", &chart, vec![config.clone(), base.clone()]);
+        lab.refused(
+            &lab.hostile.name("tests/chart"),
+            &[],
+            &["not a container image"],
+        );
+        let mut odd = hostile::manifest(&config, &[&base]);
+        odd["layers"][0]["mediaType"] = "application/x-\u{1b}[31mevil".into();
+        lab.serve("tests/odd-layer", &odd, vec![config, base]);
+        lab.refused(
+            &lab.hostile.name("tests/odd-layer"),
+            &[],
+            &["not a layer the runtime can unpack"],
+        );
+    }
+
+    #[rstest]
+    fn a_token_service_gets_credentials_only_as_safely_as_the_registry(rt: Runtime) {
+        let lab = Lab::new(rt);
+        let config = hostile::config(&["/probe", "exit", "0"]);
+        let base = base_blob().to_vec();
+        let m = hostile::manifest(&config, &[&base]);
+        let token_at = format!("http://{}/token", lab.hostile.addr);
+        let challenge = format!(r#"Bearer realm="{token_at}",service="tests""#);
+        let bytes = serde_json::to_vec(&m).unwrap();
+        // The bearer flow Docker Hub uses: 401, a token, the manifest.
+        lab.serve("tests/token", &m, vec![config.clone(), base.clone()]);
+        for path in [
+            "/v2/tests/token/manifests/latest".to_owned(),
+            format!("/v2/tests/token/blobs/{}", hostile::sha256(&config)),
+            format!("/v2/tests/token/blobs/{}", hostile::sha256(&base)),
+        ] {
+            let body = if path.ends_with("latest") {
+                bytes.clone()
+            } else if path.ends_with(&hostile::sha256(&config)) {
+                config.clone()
+            } else {
+                base.clone()
+            };
+            lab.hostile.route(
+                &path,
+                Response::ok(body, "application/vnd.oci.image.manifest.v1+json")
+                    .requiring("Bearer t0k3n", &challenge),
+            );
+        }
+        lab.hostile.route(
+            "/token",
+            Response::ok(r#"{"token": "t0k3n"}"#, "application/json"),
+        );
+        lab.pull(&lab.hostile.name("tests/token"))
+            .expect_code(0, "a bearer token from the registry's token service");
+        // A token service that never stops talking.
+        lab.hostile.route("/token", Response::endless(200));
+        lab.hostile.route(
+            "/v2/tests/token2/manifests/latest",
+            Response::ok(bytes.clone(), "application/json").requiring("Bearer x", &challenge),
+        );
+        lab.refused(&lab.hostile.name("tests/token2"), &[], &["a token may be"]);
+        // A realm that is not HTTP(S): no credentials go there.
+        lab.hostile.route(
+            "/v2/tests/token3/manifests/latest",
+            Response::ok(bytes, "application/json")
+                .requiring("Bearer x", r#"Bearer realm="file:///etc/shadow""#),
+        );
+        lab.refused(
+            &lab.hostile.name("tests/token3"),
+            &[],
+            &["credentials are not sent there"],
+        );
+    }
+
+    #[rstest]
+    fn a_port_no_network_has_is_a_bad_reference(rt: Runtime) {
+        let lab = Lab::new(rt);
+        lab.refused(
+            "127.0.0.1:99999/tests/x",
+            &[],
+            &["image reference", "1 to 65535"],
+        );
+    }
+}
+
+/// Milestone 07.8: a layer that lies is refused or kept inside its
+/// directory; no metadata call follows a link; bombs stop at their bound;
+/// what it holds is out of other host users' reach.
+mod m8_hostile_layers {
+    use super::*;
+
+    /// Serve the good base and `layer` on top of it as `repo`.
+    fn over_base(lab: &Lab, repo: &str, layer: Layer) -> String {
+        let config = hostile::config(&["/probe", "exit", "0"]);
+        let (base, top) = (base_blob().to_vec(), layer.gzip());
+        let m = hostile::manifest(&config, &[&base, &top]);
+        lab.serve(repo, &m, vec![config, base, top]);
+        lab.hostile.name(repo)
+    }
+
+    #[rstest]
+    fn metadata_never_goes_through_a_symlink(rt: Runtime) {
+        use std::os::unix::fs::PermissionsExt;
+        let lab = Lab::new(rt);
+        let (host, _) = host_sentinel();
+        let host_dir = host.path().join("data");
+        std::fs::set_permissions(&host_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let host_file = host_dir.join("file");
+        std::fs::set_permissions(&host_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let before = tree(host.path());
+        // A symlink to a host directory, then a directory entry of the same
+        // name (mode, owner); a symlink to a host file, then a file entry.
+        let layer = Layer::new()
+            .symlink("v", &host_dir.display().to_string())
+            .dir_owned("v/", 0o777, 123, 456)
+            .symlink("f", &host_file.display().to_string())
+            .file_owned("f", "layer", 0o4777, 123, 456);
+        let image = over_base(&lab, "tests/symlink-metadata", layer);
+        lab.pull(&image).expect_code(0, "the layer unpacks, inside");
+        assert_eq!(
+            tree(host.path()),
+            before,
+            "a host directory or file changed"
+        );
+        let v = lab
+            .verb("run")
+            .args([&image, "/probe", "stat", "/v"])
+            .output()
+            .json::<serde_json::Value>();
+        assert_eq!(
+            (v["kind"].clone(), v["mode"].clone()),
+            (json!("dir"), json!(0o777)),
+            "{v}"
+        );
+    }
+
+    #[rstest]
+    fn whiteouts_that_name_no_file_are_refused(rt: Runtime) {
+        let lab = Lab::new(rt);
+        for (n, name) in [".wh...", ".wh..", ".wh.", "etc/.wh..."].iter().enumerate() {
+            let image = over_base(
+                &lab,
+                &format!("tests/whiteout{n}"),
+                Layer::new().file(name, ""),
+            );
+            lab.refused(&image, &[], &["names no file"]);
+            assert!(
+                lab.store.path().join("tmp").is_dir(),
+                "the store's tmp/ is gone"
+            );
+        }
+    }
+
+    #[rstest]
+    fn an_expansion_bomb_stops_at_the_bound_and_leaves_nothing(rt: Runtime) {
+        let lab = Lab::new(rt);
+        let bomb = Layer::new().file_bytes("zeros", &vec![0u8; 256 << 20]);
+        let image = over_base(&lab, "tests/bomb", bomb);
+        lab.refused(
+            &image,
+            &["--max-unpacked-size", "64m"],
+            &["more than 67108864 bytes", "--max-unpacked-size"],
+        );
+        let out = lab
+            .verb("pull")
+            .env("MYRUNTIME_MAX_UNPACKED_SIZE", "64m")
+            .arg(&image)
+            .output();
+        refused_on_the_last_line(&out, &["more than 67108864 bytes"]);
+    }
+
+    #[rstest]
+    fn an_extension_header_that_claims_gigabytes_is_refused_unread(rt: Runtime) {
+        let lab = Lab::new(rt);
+        let image = over_base(
+            &lab,
+            "tests/pax-bomb",
+            Layer::new().pax_header_claiming((8 << 30) - 1),
+        );
+        let (out, peak) = lab.verb("pull").arg(&image).output_with_peak_memory();
+        refused_on_the_last_line(&out, &["more than the 1048576 bytes"]);
+        assert!(peak < 96 * 1024, "the pull peaked at {peak} KiB");
+    }
+
+    #[rstest]
+    fn names_with_terminal_escapes_are_shown_escaped(rt: Runtime) {
+        let lab = Lab::new(rt);
+        let hostile_name = "../\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}gpj.exe";
+        let image = over_base(&lab, "tests/escapes", Layer::new().file(hostile_name, "x"));
+        let out = lab.refused(&image, &[], &["outside its directory"]);
+        assert!(out.stderr().contains(r"\u{1b}[2J"), "{}", out.describe());
+    }
+
+    #[rstest]
+    fn overlayfs_attributes_never_come_from_a_layer(rt: Runtime) {
+        let lab = Lab::new(rt);
+        let layer = Layer::new()
+            .file_with_xattr("redirected", "x", "user.overlay.redirect", "/etc")
+            .file_with_xattr("noted", "x", "user.note", "kept");
+        let image = over_base(&lab, "tests/overlay-xattrs", layer);
+        lab.pull(&image).expect_code(0, "pulled");
+        let redirected = lab
+            .verb("run")
+            .args([&image, "/probe", "stat", "/redirected"])
+            .output();
+        let noted = lab
+            .verb("run")
+            .args([&image, "/probe", "stat", "/noted"])
+            .output();
+        let (r, n): (serde_json::Value, serde_json::Value) = (redirected.json(), noted.json());
+        assert_eq!(n["xattrs"]["user.note"], "kept", "{n}");
+        assert!(r["xattrs"].get("user.overlay.redirect").is_none(), "{r}");
+    }
+
+    /// A device node from a layer: in a user-namespaced container it cannot
+    /// be opened (overlayfs mounted in a user namespace is nodev); a root
+    /// container can, until the device cgroup (final) closes that too.
+    #[rstest]
+    fn a_layers_device_node_is_dead_in_a_user_namespace(rt: Runtime) {
+        let lab = Lab::new(rt);
+        let disk = host::LoopDevice::create();
+        let numbers = disk.numbers();
+        let (major, minor) = numbers.split_once(':').unwrap();
+        let layer =
+            Layer::new().block_device("disk", major.parse().unwrap(), minor.parse().unwrap());
+        let image = over_base(&lab, "tests/device", layer);
+        lab.pull(&image).expect_code(0, "pulled");
+        let open = |extra: &[&str]| -> serde_json::Value {
+            lab.verb("run")
+                .args(extra)
+                .args([&image, "/probe", "open", "/disk"])
+                .output()
+                .json()
+        };
+        assert_eq!(
+            open(&[])["ok"],
+            true,
+            "a root container opens it (the test can fail)"
+        );
+        let confined = open(&["--uidmap", "0:100000:65536"]);
+        assert_eq!(
+            confined["ok"], false,
+            "a user-namespaced container opened a host disk: {confined}"
+        );
+    }
+
+    /// Set-id programs and files with capabilities stay in images, as they
+    /// must, but no host user can reach them by their path in the store.
+    #[rstest]
+    fn set_id_and_capability_files_are_out_of_host_users_reach(rt: Runtime) {
+        use std::os::unix::fs::MetadataExt;
+        let lab = Lab::new(rt);
+        let probe = std::fs::read(harness::probe()).unwrap();
+        // struct vfs_cap_data, version 2: CAP_NET_RAW permitted.
+        let cap: &[u8] = &[
+            2, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        let layer = Layer::new()
+            .file_bytes_owned("suid-probe", &probe, 0o4755, 0, 0)
+            .file_bytes_with_xattr("cap-probe", &probe, "security.capability", cap);
+        let image = over_base(&lab, "tests/setid", layer);
+        lab.pull(&image).expect_code(0, "pulled");
+        let layers: Vec<PathBuf> = std::fs::read_dir(lab.store.path().join("layers"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        let suid = layers
+            .iter()
+            .map(|l| l.join("suid-probe"))
+            .find(|p| p.exists())
+            .unwrap();
+        assert_eq!(
+            std::fs::metadata(&suid).unwrap().mode() & 0o7777,
+            0o4755,
+            "kept in the image"
+        );
+        for dir in [
+            lab.store.path().to_path_buf(),
+            lab.store.path().join("layers"),
+        ] {
+            assert_eq!(
+                std::fs::metadata(&dir).unwrap().mode() & 0o777,
+                0o700,
+                "{}",
+                dir.display()
+            );
+        }
+        // As another host user: the path leads nowhere.
+        let nobody = host::nobody();
+        let as_nobody = |path: &Path| -> serde_json::Value {
+            let out = std::process::Command::new(harness::probe())
+                .args(["stat", path.to_str().unwrap()])
+                .uid(nobody.uid)
+                .gid(nobody.gid)
+                .output()
+                .unwrap();
+            serde_json::from_slice(&out.stdout).unwrap()
+        };
+        assert_eq!(
+            as_nobody(&suid)["errno"],
+            "EACCES",
+            "a host user reached a set-uid program"
+        );
+        assert_eq!(
+            as_nobody(&suid.with_file_name("cap-probe"))["errno"],
+            "EACCES"
+        );
+        // And what a running container writes (its upper directory).
+        let mut running = lab
+            .verb("run")
+            .args([
+                &image,
+                "sh",
+                "-c",
+                "cp /probe /mine && chmod 4755 /mine && echo ready && exec sleep 30",
+            ])
+            .spawn();
+        assert_eq!(running.read_line(), "ready");
+        let containers = lab.store.path().join("containers");
+        let upper = std::fs::read_dir(&containers)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("upper/mine"))
+            .find(|p| p.exists())
+            .expect("the container's file in its upper directory");
+        assert_eq!(
+            as_nobody(&upper)["errno"],
+            "EACCES",
+            "a host user reached a container's set-uid file"
+        );
+        drop(running);
     }
 }

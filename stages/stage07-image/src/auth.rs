@@ -8,7 +8,7 @@
 //!
 //! Docker Hub's entry is keyed `https://index.docker.io/v1/`. Without an
 //! entry the pull is anonymous (Docker Hub then hands out an anonymous
-//! token, which oci-client asks for).
+//! token, which the pull asks its token service for).
 
 use std::path::PathBuf;
 

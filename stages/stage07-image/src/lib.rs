@@ -54,25 +54,26 @@ pub fn run(args: &RunArgs, store: &StoreArgs) -> Result<ExitStatus, Error> {
     let reference =
         reference::parse(&image).map_err(|_| Error::primitive(NotAnImage(image.clone())))?;
     let dir = store.dir();
-    let found = || -> Result<Option<(store::ImageRecord, store::Lock)>, Error> {
-        let store = Store::open(&dir).map_err(Error::primitive)?;
-        // Held from the lookup until the container's layers are recorded
-        // (stage 06 lets go of it then): `rmi` cannot take them in between.
-        let using = store.using().map_err(Error::primitive)?;
-        let record = store
+    let store_ = Store::open(&dir).map_err(Error::primitive)?;
+    // Held from the lookup, through a pull if the image is missing, until
+    // the container's layers are recorded (stage 06 lets go of it then):
+    // `rmi` cannot remove them in between. (The pull's own process takes
+    // the same lock shared too; shared locks do not wait for each other.)
+    let using = store_.using().map_err(Error::primitive)?;
+    let find = || {
+        store_
             .find(
                 &reference::repository(&reference),
                 reference.tag(),
                 reference.digest(),
             )
-            .map_err(Error::primitive)?;
-        Ok(record.map(|r| (r, using)))
+            .map_err(Error::primitive)
     };
-    let (record, using) = match found()? {
-        Some(found) => found,
+    let record = match find()? {
+        Some(record) => record,
         None => {
             pull_in_child(&image, &args.registry, store)?;
-            found()?.ok_or_else(|| Error::primitive(store::StoreError::NotFound(image.clone())))?
+            find()?.ok_or_else(|| Error::primitive(store::StoreError::NotFound(image.clone())))?
         }
     };
     let store_ = Store::open(&dir).map_err(Error::primitive)?;

@@ -241,7 +241,27 @@ pub fn pull(
     options: &Options,
 ) -> Result<ImageRecord, PullError> {
     store.clean_tmp();
-    let _pulling = store.using()?;
+    let pulling = store.using()?;
+    let result = pull_holding(store, reference, options);
+    drop(pulling);
+    if result.is_err() {
+        // A refused pull leaves the store as it found it: what it verified
+        // and stored before it was refused goes, unless another pull or a
+        // starting container holds the store (then the next collection
+        // takes it).
+        if let Some(gc) = store.idle() {
+            let _ = store.collect_garbage(&gc);
+        }
+    }
+    result
+}
+// ANCHOR_END: pull
+
+fn pull_holding(
+    store: &Store,
+    reference: &Reference,
+    options: &Options,
+) -> Result<ImageRecord, PullError> {
     let pull = Pull {
         store,
         image: short(reference),
@@ -296,7 +316,6 @@ pub fn pull(
         Ok(record)
     })
 }
-// ANCHOR_END: pull
 
 /// The image manifest for `platform`, following an index if the reference
 /// names one; the manifest's own bytes are kept in the store. Its digest is

@@ -288,6 +288,50 @@ impl Store {
         self.lock("gc.lock", libc::LOCK_SH)
     }
 
+    /// The store for garbage collection, if nothing uses it right now (no
+    /// pull under way, no container choosing its layers).
+    pub fn idle(&self) -> Option<Lock> {
+        self.lock("gc.lock", libc::LOCK_EX | libc::LOCK_NB).ok()
+    }
+
+    /// Remove every blob and layer no listed image names: what `rmi` leaves
+    /// unreferenced, and what a refused pull had verified and stored before
+    /// it was refused. Only under the exclusive gc lock (`_gc`).
+    // ANCHOR: collect_garbage
+    pub fn collect_garbage(&self, _gc: &Lock) -> Result<usize, StoreError> {
+        let index = self.read_index()?;
+        let kept: std::collections::HashSet<String> = index
+            .images
+            .iter()
+            .flat_map(|i| i.layers.iter().chain([&i.config, &i.digest]))
+            .map(|d| d.hex().to_owned())
+            .collect();
+        let mut removed = 0;
+        let blobs = fs::read_dir(self.root.join("blobs"))
+            .into_iter()
+            .flatten()
+            .flatten();
+        let dirs = blobs
+            .map(|algorithm| algorithm.path())
+            .chain([self.root.join("layers")]);
+        for dir in dirs {
+            for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if kept.contains(&name) {
+                    continue;
+                }
+                let gone = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    fs::remove_dir_all(entry.path())
+                } else {
+                    fs::remove_file(entry.path())
+                };
+                removed += usize::from(gone.is_ok());
+            }
+        }
+        Ok(removed)
+    }
+    // ANCHOR_END: collect_garbage
+
     fn index_path(&self) -> PathBuf {
         self.root.join("images.json")
     }
@@ -358,7 +402,7 @@ impl Store {
         digest: Option<&Digest>,
         shown: &str,
     ) -> Result<ImageRecord, StoreError> {
-        let _gc = self.lock("gc.lock", libc::LOCK_EX)?;
+        let gc = self.lock("gc.lock", libc::LOCK_EX)?;
         let _lock = self.lock("images.lock", libc::LOCK_EX)?;
         let mut index = self.read_index()?;
         let position = index
@@ -375,21 +419,7 @@ impl Store {
         let removed = index.images.remove(position);
         self.write_index(&index)?;
         // Garbage: what no remaining image names.
-        let kept: std::collections::HashSet<&Digest> = index
-            .images
-            .iter()
-            .flat_map(|i| i.layers.iter().chain([&i.config, &i.digest]))
-            .collect();
-        for digest in removed
-            .layers
-            .iter()
-            .chain([&removed.config, &removed.digest])
-        {
-            if !kept.contains(digest) {
-                let _ = fs::remove_file(self.blob_path(digest));
-                let _ = fs::remove_dir_all(self.layer_path(digest));
-            }
-        }
+        self.collect_garbage(&gc)?;
         Ok(removed)
     }
     // ANCHOR_END: remove

@@ -23,12 +23,49 @@
 //! | `burn SECS` | spins for SECS seconds of wall time, then prints `{"cpu":…,"wall":…}` (seconds) |
 //! | `forkbomb SECS` | forks sleeping children as fast as it can for SECS seconds, then prints `{"forked":N,"refused":M}` |
 //! | `fds [PID]` | prints `{"fds":{"0":"/dev/null",…}}`: the descriptors PID (default: itself) has open, and what each is |
+//! | `measure FILE CMD ARGS...` | on the host: runs CMD (stdio passed through), writes `{"maxrss_kb":N}` (its peak resident memory, from wait4) to FILE, and exits with CMD's status. A small parent, so that the peak is CMD's own, not the forked copy of a large test process |
 //! | `open PATH` | opens PATH for reading; prints `{"ok":true}` or `{"ok":false,"errno":"EACCES"}` |
 //! | `orphan` | leaves an orphan that exits after being re-parented, waits, and prints `{"zombies":[…]}`: the zombies left in its PID namespace |
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
+
+/// Run `command` as a child, and write its peak resident memory to `file`.
+fn measure(file: &str, command: &[&str]) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    let Some((program, args)) = command.split_first() else {
+        eprintln!("probe: measure needs a command");
+        return ExitCode::from(2);
+    };
+    let child = match std::process::Command::new(program).args(args).spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("probe: cannot run {program}: {e}");
+            return ExitCode::from(127);
+        }
+    };
+    let pid = child.id() as i32;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child, with valid pointers.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    std::mem::forget(child);
+    let _ = std::fs::write(
+        file,
+        serde_json::json!({ "maxrss_kb": usage.ru_maxrss }).to_string(),
+    );
+    if rc != pid {
+        return ExitCode::from(125);
+    }
+    let status = std::process::ExitStatus::from_raw(status);
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(125);
+    ExitCode::from(code as u8)
+}
 
 /// The descriptors `pid` has open, each with what /proc says it is. The one
 /// this listing itself opens (on /proc/PID/fd) is left out.
@@ -94,6 +131,7 @@ fn main() -> ExitCode {
             Err(e) => serde_json::json!({ "errno": errno_name(&e) }),
         }),
         ["stat", path] => print_json(&stat(path)),
+        ["measure", file, command @ ..] => return measure(file, command),
         ["fds"] => print_json(&fds("self")),
         ["fds", pid] => print_json(&fds(pid)),
         ["open", path] => print_json(&match std::fs::File::open(path) {
