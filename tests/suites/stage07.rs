@@ -27,22 +27,16 @@ fn rt() -> Runtime {
     Runtime::for_suite("stage07-image").without_rootfs()
 }
 
-/// A test's own store and registry.
-struct World {
+/// The runtime under test, with a store of the test's own.
+struct Client {
     rt: Runtime,
-    registry: Registry,
     store: tempfile::TempDir,
 }
 
-impl World {
-    fn new(rt: Runtime) -> World {
-        World::with(rt, Registry::start())
-    }
-
-    fn with(rt: Runtime, registry: Registry) -> World {
-        World {
+impl Client {
+    fn new(rt: Runtime) -> Client {
+        Client {
             rt,
-            registry,
             store: tempfile::tempdir().unwrap(),
         }
     }
@@ -55,6 +49,32 @@ impl World {
 
     fn pull(&self, image: &str) -> harness::Outcome {
         self.verb("pull").arg(image).output()
+    }
+}
+
+/// A test's own store and registry.
+struct World {
+    client: Client,
+    registry: Registry,
+}
+
+impl std::ops::Deref for World {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl World {
+    fn new(rt: Runtime) -> World {
+        World::with(rt, Registry::start())
+    }
+
+    fn with(rt: Runtime, registry: Registry) -> World {
+        World {
+            client: Client::new(rt),
+            registry,
+        }
     }
 
     fn images(&self) -> String {
@@ -825,10 +845,16 @@ mod m6_robust_pulls {
 /// from it: after every refusal the store must be as it was, and the good
 /// image must still run.
 struct Lab {
-    rt: Runtime,
+    client: Client,
     hostile: Hostile,
-    store: tempfile::TempDir,
     good: String,
+}
+
+impl std::ops::Deref for Lab {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
 }
 
 /// The test rootfs as a gzip blob, made once per test process.
@@ -840,13 +866,11 @@ fn base_blob() -> &'static [u8] {
 impl Lab {
     fn new(rt: Runtime) -> Lab {
         let lab = Lab {
-            rt,
+            client: Client::new(rt),
             hostile: Hostile::start(),
-            store: tempfile::tempdir().unwrap(),
             good: String::new(),
         };
-        let config = hostile::config(&["/probe", "exit", "0"]);
-        let base = base_blob().to_vec();
+        let (config, base) = parts();
         lab.serve(
             "tests/good",
             &hostile::manifest(&config, &[&base]),
@@ -869,14 +893,10 @@ impl Lab {
         self.hostile.image(repo, "latest", manifest, &refs);
     }
 
-    fn verb(&self, verb: &str) -> Run {
-        self.rt
-            .verb(verb)
-            .env("MYRUNTIME_ROOT", &self.store.path().to_string_lossy())
-    }
-
-    fn pull(&self, image: &str) -> harness::Outcome {
-        self.verb("pull").arg(image).output()
+    /// [`Lab::refused`] for `repo` of this registry, pulled as it is.
+    #[track_caller]
+    fn refuses(&self, repo: &str, says: &[&str]) -> harness::Outcome {
+        self.refused(&self.hostile.name(repo), &[], says)
     }
 
     /// Pull `image`: refused in one line naming each of `says`, with no
@@ -925,6 +945,15 @@ fn refused_on_the_last_line(out: &harness::Outcome, says: &[&str]) {
             out.describe()
         );
     }
+}
+
+/// The good image's parts: a config running `/probe exit 0`, and the base
+/// layer; tests change what they lie about.
+fn parts() -> (Vec<u8>, Vec<u8>) {
+    (
+        hostile::config(&["/probe", "exit", "0"]),
+        base_blob().to_vec(),
+    )
 }
 
 /// A digest that climbs out of the store, padded to look like one.
@@ -977,24 +1006,15 @@ mod m7_hostile_registry {
     fn digests_that_name_paths_are_refused_before_any_use(rt: Runtime) {
         let lab = Lab::new(rt);
         let (host, before) = host_sentinel();
-        let config = hostile::config(&["/probe", "exit", "0"]);
-        let base = base_blob().to_vec();
+        let (config, base) = parts();
         let mut m = hostile::manifest(&config, &[&base]);
         m["layers"][0]["digest"] = climbing_digest(&host.path().join("data")).into();
         lab.serve("tests/layer-path", &m, vec![config.clone(), base.clone()]);
-        lab.refused(
-            &lab.hostile.name("tests/layer-path"),
-            &[],
-            &["is not a digest"],
-        );
+        lab.refuses("tests/layer-path", &["is not a digest"]);
         let mut m = hostile::manifest(&config, &[&base]);
         m["config"]["digest"] = climbing_digest(&host.path().join("data/file")).into();
         lab.serve("tests/config-path", &m, vec![config, base]);
-        lab.refused(
-            &lab.hostile.name("tests/config-path"),
-            &[],
-            &["is not a digest"],
-        );
+        lab.refuses("tests/config-path", &["is not a digest"]);
         assert_eq!(tree(host.path()), before, "a host directory was touched");
         // rmi and run of such a name are refused by the reference grammar.
         let run = lab
@@ -1007,8 +1027,7 @@ mod m7_hostile_registry {
     #[rstest]
     fn a_digest_header_that_lies_is_refused(rt: Runtime) {
         let lab = Lab::new(rt);
-        let config = hostile::config(&["/probe", "exit", "0"]);
-        let base = base_blob().to_vec();
+        let (config, base) = parts();
         let m = hostile::manifest(&config, &[&base]);
         lab.serve("tests/lying-header", &m, vec![config.clone(), base.clone()]);
         let bytes = serde_json::to_vec(&m).unwrap();
@@ -1025,7 +1044,7 @@ mod m7_hostile_registry {
                 Response::ok(bytes.clone(), "application/vnd.oci.image.manifest.v1+json")
                     .header("Docker-Content-Digest", &header),
             );
-            lab.refused(&lab.hostile.name("tests/lying-header"), &[], &[says]);
+            lab.refuses("tests/lying-header", &[says]);
         }
     }
 
@@ -1033,8 +1052,7 @@ mod m7_hostile_registry {
     fn every_algorithm_is_verified(rt: Runtime) {
         use sha2::Digest as _;
         let lab = Lab::new(rt);
-        let config = hostile::config(&["/probe", "exit", "0"]);
-        let base = base_blob().to_vec();
+        let (config, base) = parts();
         let mut m = hostile::manifest(&config, &[&base]);
         // A sha512 digest of other bytes: checked all the same.
         let wrong = format!("sha512:{:x}", sha2::Sha512::digest(b"not the layer"));
@@ -1044,18 +1062,13 @@ mod m7_hostile_registry {
             &format!("/v2/tests/sha512/blobs/{wrong}"),
             Response::ok(base, "application/octet-stream"),
         );
-        lab.refused(
-            &lab.hostile.name("tests/sha512"),
-            &[],
-            &["does not match its digest"],
-        );
+        lab.refuses("tests/sha512", &["does not match its digest"]);
     }
 
     #[rstest]
     fn bodies_past_their_bounds_are_refused_and_memory_stays_flat(rt: Runtime) {
         let lab = Lab::new(rt);
-        let config = hostile::config(&["/probe", "exit", "0"]);
-        let base = base_blob().to_vec();
+        let (config, base) = parts();
         let image = |repo: &str| lab.hostile.name(repo);
         // A manifest that never ends.
         lab.hostile
@@ -1122,31 +1135,21 @@ mod m7_hostile_registry {
     #[rstest]
     fn what_is_not_a_container_image_is_refused_by_name(rt: Runtime) {
         let lab = Lab::new(rt);
-        let config = hostile::config(&["/probe", "exit", "0"]);
-        let base = base_blob().to_vec();
+        let (config, base) = parts();
         let mut chart = hostile::manifest(&config, &[&base]);
         chart["config"]["mediaType"] = "application/vnd.cncf.helm.config.v1+json".into();
         lab.serve("tests/chart", &chart, vec![config.clone(), base.clone()]);
-        lab.refused(
-            &lab.hostile.name("tests/chart"),
-            &[],
-            &["not a container image"],
-        );
+        lab.refuses("tests/chart", &["not a container image"]);
         let mut odd = hostile::manifest(&config, &[&base]);
         odd["layers"][0]["mediaType"] = "application/x-\u{1b}[31mevil".into();
         lab.serve("tests/odd-layer", &odd, vec![config, base]);
-        lab.refused(
-            &lab.hostile.name("tests/odd-layer"),
-            &[],
-            &["not a layer the runtime can unpack"],
-        );
+        lab.refuses("tests/odd-layer", &["not a layer the runtime can unpack"]);
     }
 
     #[rstest]
     fn a_token_service_gets_credentials_only_as_safely_as_the_registry(rt: Runtime) {
         let lab = Lab::new(rt);
-        let config = hostile::config(&["/probe", "exit", "0"]);
-        let base = base_blob().to_vec();
+        let (config, base) = parts();
         let m = hostile::manifest(&config, &[&base]);
         let token_at = format!("http://{}/token", lab.hostile.addr);
         let challenge = format!(r#"Bearer realm="{token_at}",service="tests""#);
@@ -1183,18 +1186,14 @@ mod m7_hostile_registry {
             "/v2/tests/token2/manifests/latest",
             Response::ok(bytes.clone(), "application/json").requiring("Bearer x", &challenge),
         );
-        lab.refused(&lab.hostile.name("tests/token2"), &[], &["a token may be"]);
+        lab.refuses("tests/token2", &["a token may be"]);
         // A realm that is not HTTP(S): no credentials go there.
         lab.hostile.route(
             "/v2/tests/token3/manifests/latest",
             Response::ok(bytes, "application/json")
                 .requiring("Bearer x", r#"Bearer realm="file:///etc/shadow""#),
         );
-        lab.refused(
-            &lab.hostile.name("tests/token3"),
-            &[],
-            &["credentials are not sent there"],
-        );
+        lab.refuses("tests/token3", &["credentials are not sent there"]);
     }
 
     #[rstest]

@@ -131,13 +131,7 @@ impl Syscall for Linux {
             return Ok(());
         }
         // Linux before 5.11: one fcntl per descriptor the process has.
-        let fds = std::fs::read_dir("/proc/self/fd").map_err(|_| Errno::last())?;
-        let numbers: Vec<i32> = fds
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .filter(|&fd| fd >= first as i32)
-            .collect();
-        for fd in numbers {
+        for fd in open_fds_from(first)? {
             // SAFETY: F_SETFD on a number; one that is already closed (the
             // directory's own descriptor) fails with EBADF, which is fine.
             let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
@@ -156,18 +150,23 @@ impl Syscall for Linux {
         if rc == 0 {
             return Ok(());
         }
-        let fds = std::fs::read_dir("/proc/self/fd").map_err(|_| Errno::last())?;
-        let numbers: Vec<i32> = fds
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .filter(|&fd| fd >= first as i32)
-            .collect();
-        for fd in numbers {
+        for fd in open_fds_from(first)? {
             // SAFETY: as above.
             unsafe { libc::close(fd) };
         }
         Ok(())
     }
+}
+
+/// The descriptors from `first` up that this process has open, as
+/// /proc/self/fd lists them (where close_range(2) is missing).
+fn open_fds_from(first: u32) -> Result<Vec<i32>, Errno> {
+    let fds = std::fs::read_dir("/proc/self/fd").map_err(|_| Errno::last())?;
+    Ok(fds
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd >= first as i32)
+        .collect())
 }
 
 /// Clone flags as the kernel's headers spell them, for messages and

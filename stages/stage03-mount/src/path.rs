@@ -33,72 +33,94 @@ pub enum ResolveError {
 /// Symlinks followed before giving up, as the kernel does (`MAXSYMLINKS`).
 const MAX_SYMLINKS: usize = 40;
 
-/// Resolve `path` (a container path, absolute or not) to the host path of the
-/// same file inside `root`. Components that do not exist yet are kept as
-/// they are, so the result can be created.
-// ANCHOR: resolve
-pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, ResolveError> {
-    let shown = path.display().to_string();
+/// What one step of a walk found: a component to go on from, or a symlink
+/// to walk in its place (with how to name it in a message).
+enum Next<T> {
+    Step(T),
+    Link { target: PathBuf, shown: String },
+}
+
+/// The rules of a walk inside a root, whatever it walks with (names, or
+/// open directories): `.` is nothing; `..` goes back one step and may not
+/// climb above the root; a symlink is walked in place, an absolute one from
+/// the root again, at most [`MAX_SYMLINKS`] of them. `next` looks one
+/// component up from the steps walked so far.
+// ANCHOR: walk
+fn walk<T, E: From<ResolveError>>(
+    path: &Path,
+    mut next: impl FnMut(&[T], OsString) -> Result<Next<T>, E>,
+) -> Result<Vec<T>, E> {
+    let shown = || path.display().to_string();
     // Components still to walk, last first, so a symlink's target can be
     // pushed in front of what remains.
     let mut todo: Vec<OsString> = components(path);
     todo.reverse();
-    let mut resolved: Vec<OsString> = Vec::new();
+    let mut walked: Vec<T> = Vec::new();
     let mut followed = 0;
     // The last symlink followed, to name it if a `..` then climbs out.
     let mut last_link: Option<String> = None;
-
     while let Some(part) = todo.pop() {
         if part == "." {
             continue;
         }
         if part == ".." {
-            if resolved.pop().is_none() {
-                return Err(ResolveError::Escapes {
-                    path: shown,
-                    via: last_link.unwrap_or_else(|| "'..'".into()),
-                });
+            if walked.pop().is_none() {
+                let via = last_link.unwrap_or_else(|| "'..'".into());
+                return Err(ResolveError::Escapes { path: shown(), via }.into());
             }
             continue;
         }
-        let here = root.join(resolved.iter().collect::<PathBuf>()).join(&part);
-        let Ok(meta) = here.symlink_metadata() else {
-            // Does not exist (yet): nothing to follow.
-            resolved.push(part);
-            continue;
-        };
-        if !meta.file_type().is_symlink() {
-            resolved.push(part);
-            continue;
+        match next(&walked, part)? {
+            Next::Step(step) => walked.push(step),
+            Next::Link {
+                target,
+                shown: link,
+            } => {
+                followed += 1;
+                if followed > MAX_SYMLINKS {
+                    return Err(ResolveError::Loop { path: shown() }.into());
+                }
+                last_link = Some(format!("the symlink {link} -> {}", target.display()));
+                if target.is_absolute() {
+                    // Absolute, as the container sees it: from the top.
+                    walked.clear();
+                }
+                let mut target_parts = components(&target);
+                target_parts.reverse();
+                todo.extend(target_parts);
+            }
         }
-        followed += 1;
-        if followed > MAX_SYMLINKS {
-            return Err(ResolveError::Loop { path: shown });
-        }
-        let target = std::fs::read_link(&here).map_err(|e| ResolveError::Unreadable {
-            path: shown.clone(),
-            link: here.display().to_string(),
-            why: e.to_string(),
-        })?;
-        last_link = Some(format!(
-            "the symlink /{} -> {}",
-            resolved
-                .iter()
-                .chain(std::iter::once(&part))
-                .map(|p| p.to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/"),
-            target.display()
-        ));
-        if target.is_absolute() {
-            // Absolute, as the container sees it: from the rootfs's top.
-            resolved.clear();
-        }
-        // Walk the target in place of the link.
-        let mut target_parts = components(&target);
-        target_parts.reverse();
-        todo.extend(target_parts);
     }
+    Ok(walked)
+}
+// ANCHOR_END: walk
+
+/// Resolve `path` (a container path, absolute or not) to the host path of the
+/// same file inside `root`. Components that do not exist yet are kept as
+/// they are, so the result can be created.
+// ANCHOR: resolve
+pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, ResolveError> {
+    let resolved = walk(path, |resolved: &[OsString], part| {
+        let here = root.join(resolved.iter().collect::<PathBuf>()).join(&part);
+        match here.symlink_metadata() {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = std::fs::read_link(&here).map_err(|e| ResolveError::Unreadable {
+                    path: path.display().to_string(),
+                    link: here.display().to_string(),
+                    why: e.to_string(),
+                })?;
+                let names: Vec<_> = resolved
+                    .iter()
+                    .chain([&part])
+                    .map(|p| p.to_string_lossy())
+                    .collect();
+                let shown = format!("/{}", names.join("/"));
+                Ok(Next::Link { target, shown })
+            }
+            // A directory, a file, or nothing yet: nothing to follow.
+            _ => Ok(Next::Step(part)),
+        }
+    })?;
     Ok(root.join(resolved.iter().collect::<PathBuf>()))
 }
 // ANCHOR_END: resolve
@@ -140,34 +162,13 @@ pub fn open_dir_in_root(
     use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
     use nix::sys::stat::{SFlag, fstatat, mkdirat};
 
-    let shown = || path.display().to_string();
     let io = |call, errno| OpenError::Io {
-        path: shown(),
+        path: path.display().to_string(),
         call,
         errno,
     };
     let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let mut todo: Vec<OsString> = components(path);
-    todo.reverse();
-    // The directories walked so far; `..` goes back one.
-    let mut walked: Vec<OwnedFd> = Vec::new();
-    let mut followed = 0;
-    let mut last_link: Option<String> = None;
-
-    while let Some(part) = todo.pop() {
-        if part == "." {
-            continue;
-        }
-        if part == ".." {
-            if walked.pop().is_none() {
-                return Err(ResolveError::Escapes {
-                    path: shown(),
-                    via: last_link.unwrap_or_else(|| "'..'".into()),
-                }
-                .into());
-            }
-            continue;
-        }
+    let mut walked = walk(path, |walked: &[OwnedFd], part| {
         let dir = walked.last().map_or(root, |fd| fd.as_fd());
         let opened = match openat(dir, part.as_os_str(), flags, Mode::empty()) {
             Err(Errno::ENOENT) if mode.is_some() => {
@@ -180,38 +181,27 @@ pub fn open_dir_in_root(
             other => other,
         };
         match opened {
-            Ok(fd) => walked.push(fd),
+            Ok(fd) => Ok(Next::Step(fd)),
             // Not a directory: a symlink to walk, or a dead end.
             Err(Errno::ENOTDIR | Errno::ELOOP) => {
                 let stat = fstatat(dir, part.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
                     .map_err(|e| io("fstatat", e))?;
                 if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFLNK {
                     return Err(OpenError::NotADirectory {
-                        path: shown(),
+                        path: path.display().to_string(),
                         component: part.to_string_lossy().into_owned(),
                     });
                 }
-                followed += 1;
-                if followed > MAX_SYMLINKS {
-                    return Err(ResolveError::Loop { path: shown() }.into());
-                }
                 let target = readlinkat(dir, part.as_os_str()).map_err(|e| io("readlinkat", e))?;
-                let target = PathBuf::from(target);
-                last_link = Some(format!(
-                    "the symlink {} -> {}",
-                    part.to_string_lossy(),
-                    target.display()
-                ));
-                if target.is_absolute() {
-                    walked.clear();
-                }
-                let mut target_parts = components(&target);
-                target_parts.reverse();
-                todo.extend(target_parts);
+                let shown = part.to_string_lossy().into_owned();
+                Ok(Next::Link {
+                    target: PathBuf::from(target),
+                    shown,
+                })
             }
-            Err(errno) => return Err(io("openat", errno)),
+            Err(errno) => Err(io("openat", errno)),
         }
-    }
+    })?;
     match walked.pop() {
         Some(fd) => Ok(fd),
         // The root itself: a descriptor of its own.

@@ -5,8 +5,9 @@
 //! `security.capability`, and containers' upper directories, where a
 //! process of the container may have made such a file. Were any host user
 //! able to walk there, they could run one by its path on the host, as root.
-//! So the data directory and every directory the runtime makes in it are
-//! `0700`, as docker's and containerd's are, and nothing below them is
+//! So the data directory (when the runtime makes it) and every directory the
+//! runtime makes in it are `0700`, as docker's and containerd's are, and
+//! nothing below them is
 //! reached by path by anyone but the runtime: a user-namespaced container,
 //! whose root is an ordinary host uid, gets its layers through descriptors
 //! the runtime opens for it (see [`crate::overlay`]).
@@ -18,11 +19,14 @@ use std::path::Path;
 /// The mode of the data directory and its subdirectories.
 pub const MODE: u32 = 0o700;
 
-/// Make the data directory `root` and its subdirectories `subdirs`, or
-/// tighten them to [`MODE`] if they exist with more (a directory made by an
-/// older version, or by hand). Directories that belong to another user are
-/// left as they are: the runtime then fails on them with that user's
-/// permissions, as it should.
+/// Make the data directory `root` (0700) if it does not exist, and its
+/// subdirectories `subdirs`, or tighten those to [`MODE`] if they exist with
+/// more (made by an older version, or by hand). An existing data directory
+/// keeps its mode: it is the user's (`--root /srv/data`, even `--root
+/// /tmp`), and the runtime's own directories inside it are what keep other
+/// users out. Directories that belong to another user are left as they are:
+/// the runtime then fails on them with that user's permissions, as it
+/// should.
 // ANCHOR: prepare
 pub fn prepare(root: &Path, subdirs: &[&str]) -> io::Result<()> {
     let me = nix::unistd::Uid::effective().as_raw();
@@ -30,7 +34,7 @@ pub fn prepare(root: &Path, subdirs: &[&str]) -> io::Result<()> {
     for dir in dirs {
         match std::fs::symlink_metadata(&dir) {
             Ok(meta) if meta.is_dir() => {
-                if meta.uid() == me && meta.mode() & 0o077 != 0 {
+                if dir != root && meta.uid() == me && meta.mode() & 0o077 != 0 {
                     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(MODE))?;
                 }
             }
@@ -75,6 +79,15 @@ mod tests {
             .unwrap();
         prepare(&root, &["containers", "layers"]).unwrap();
         assert_eq!(mode(&root.join("layers")), 0o700);
+    }
+
+    #[test]
+    fn an_existing_data_directory_keeps_its_mode() {
+        let top = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        prepare(top.path(), &["layers"]).unwrap();
+        assert_eq!(mode(top.path()), 0o1777, "--root /tmp must not chmod /tmp");
+        assert_eq!(mode(&top.path().join("layers")), 0o700);
     }
 
     #[test]

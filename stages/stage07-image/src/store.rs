@@ -1,7 +1,8 @@
 //! The image store, under the runtime's data directory.
 //!
 //! ```text
-//!   <root>/                  0700: nothing below is reachable by other host users
+//!   <root>/                  0700 when the runtime makes it; every directory below is
+//!                            0700: nothing is reachable by other host users
 //!     blobs/sha256/<hex>     manifests, configs and compressed layers, by digest
 //!     layers/<hex>/          each layer unpacked, named by its blob's digest:
 //!                            one copy, however many images share it

@@ -689,7 +689,7 @@ fn fset_xattr(fd: &impl AsFd, name: &str, value: &[u8]) -> io::Result<()> {
     let name = CString::new(name)?;
     // SAFETY: a descriptor this process owns, a valid C string, and a
     // buffer of the given length.
-    let rc = unsafe {
+    zero_or_errno(unsafe {
         libc::fsetxattr(
             fd.as_fd().as_raw_fd(),
             name.as_ptr(),
@@ -697,7 +697,10 @@ fn fset_xattr(fd: &impl AsFd, name: &str, value: &[u8]) -> io::Result<()> {
             value.len(),
             0,
         )
-    };
+    })
+}
+
+fn zero_or_errno(rc: libc::c_int) -> io::Result<()> {
     if rc == 0 {
         Ok(())
     } else {
@@ -709,7 +712,7 @@ fn lset_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
     let path = CString::new(path.as_os_str().as_bytes())?;
     let name = CString::new(name)?;
     // SAFETY: valid C strings and a buffer of the given length.
-    let rc = unsafe {
+    zero_or_errno(unsafe {
         libc::lsetxattr(
             path.as_ptr(),
             name.as_ptr(),
@@ -717,12 +720,7 @@ fn lset_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
             value.len(),
             0,
         )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    })
 }
 
 #[cfg(test)]
