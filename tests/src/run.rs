@@ -376,6 +376,23 @@ impl Running {
         found
     }
 
+    /// The container's first process once it has executed COMMAND (its
+    /// program is no longer the runtime's): what a signal from the host must
+    /// hit to test how COMMAND's end is reported, not the setup's.
+    #[track_caller]
+    pub fn command_pid(&mut self) -> i32 {
+        let pid = self.container_pid();
+        let runtime = std::fs::read_link(format!("/proc/{}/exe", self.pid())).ok();
+        self.wait_for(
+            "to execute COMMAND in the container's first process",
+            || {
+                let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+                exe.is_some() && exe != runtime
+            },
+        );
+        pid
+    }
+
     /// Poll `ready` until it holds. Fails at once, with the runtime's output,
     /// if the runtime exits first, and at the deadline if it never holds.
     #[track_caller]

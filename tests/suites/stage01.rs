@@ -111,7 +111,7 @@ mod m1_process {
     #[rstest]
     fn a_command_killed_from_the_host_gives_128_plus_the_signal(rt: Runtime) {
         let mut running = rt.run().probe(&["sleep", "30"]).spawn();
-        let pid = running.container_pid();
+        let pid = running.command_pid();
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,

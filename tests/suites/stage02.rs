@@ -106,7 +106,7 @@ mod m2_signals {
         // The kernel drops signals to a namespace's PID 1 that it has no
         // handler for. The runtime forwards SIGTERM; `sleep` ignores it.
         let mut running = rt.run().probe(&["sleep", "30"]).spawn();
-        let pid = running.container_pid();
+        let pid = running.command_pid();
         running.signal(Signal::SIGTERM);
         std::thread::sleep(std::time::Duration::from_millis(300));
         assert!(

@@ -110,7 +110,7 @@ pub enum RunVerb<A: clap::Args> {
 // ANCHOR: run_main
 pub fn run_main<A: clap::Args>(
     binary: Binary,
-    container: impl FnOnce(&A) -> Container,
+    container: impl FnOnce(&A) -> Result<Container, Error>,
 ) -> ExitCode {
     run_main_with::<A, NoGlobals>(binary, |args, _| container(args))
 }
@@ -120,7 +120,7 @@ pub fn run_main<A: clap::Args>(
 /// 06's `--root`), which its container also gets.
 pub fn run_main_with<A: clap::Args, G: clap::Args>(
     binary: Binary,
-    container: impl FnOnce(&A, &G) -> Container,
+    container: impl FnOnce(&A, &G) -> Result<Container, Error>,
 ) -> ExitCode {
     let command = RunOnly::<A, G>::command()
         .name(binary.name)
@@ -138,7 +138,7 @@ pub fn run_main_with<A: clap::Args, G: clap::Args>(
     let cli: RunOnly<A, G> = parse_as(command);
     crate::explain::init(cli.global.explain);
     let RunVerb::Run(args) = cli.verb;
-    exit(container(&args, &cli.stage_global).run())
+    exit(container(&args, &cli.stage_global).and_then(Container::run))
 }
 
 static PROGRAM: OnceLock<String> = OnceLock::new();
@@ -203,6 +203,23 @@ pub fn exit(result: Result<ExitStatus, Error>) -> ExitCode {
             ExitCode::from(err.exit_code())
         }
     }
+}
+
+/// Command-line words as UTF-8 strings: a spec is JSON, which holds no
+/// other kind. `what` names them in the refusal.
+pub fn utf8(what: &'static str, words: &[OsString]) -> Result<Vec<String>, Error> {
+    words
+        .iter()
+        .map(|w| {
+            w.to_str().map(str::to_owned).ok_or_else(|| {
+                Error::primitive(InvalidValue {
+                    what,
+                    value: w.to_string_lossy().into_owned(),
+                    reason: "it is not UTF-8 (a container's spec is JSON, which holds only UTF-8)",
+                })
+            })
+        })
+        .collect()
 }
 
 /// A line on stderr about what happened to the container (an OOM kill,

@@ -6,27 +6,33 @@
 //! ```text
 //!   host (the runtime)                      container (the clone child)
 //!   ──────────────────                      ───────────────────────────
-//!   prepare   each primitive, in order
-//!   clone(flags of all primitives) ───────► waits for the host
+//!   prepare   each primitive, in phase order
+//!   clone(flags of all primitives) ───────► waits for Released
 //!   attach    each primitive (the child's
 //!             pid is known: uid maps, cgroup)
-//!   release ──────────────────────────────► setup   each primitive, in order
-//!                                           exec    COMMAND
-//!   read the error pipe: EOF = exec worked ◄── (or: the error, then exit)
+//!   Released ─────────────────────────────► setup   each primitive, in phase order
+//!   waits for Ready ◄────────────────────── Ready                         ┐ create
+//!   ...................................................................... ┘
+//!   Start ────────────────────────────────► exec    COMMAND               ┐ start
+//!   end-of-file = COMMAND runs ◄─────────── (or Failed, then exit)        ┘
 //!   supervise until COMMAND's PID 1 exits
 //!   cleanup   each primitive, in reverse
 //! ```
 //!
+//! The messages are [`crate::sync`]'s. Between Ready and Start the container
+//! exists, set up, its first process waiting before `execve`: that is what
+//! `create` leaves and `start` finishes (stage 08), and what a plain `run`
+//! does in one go.
+//!
 //! Stage 01 adds the UTS namespace ([`crate::uts::Uts`]); stage 02 adds the
 //! PID namespace and PID 1's duties; stage 03 the mount namespace and rootfs;
-//! and so on. Each is a [`Primitive`] with a few hooks, and a stage's
-//! container is its predecessor's with one more primitive.
+//! and so on. Each is a [`Primitive`] with a few hooks and a [`Phase`], and
+//! a stage's container is its predecessor's with one more primitive.
 
-use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::io::{Read, Write};
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
@@ -34,39 +40,44 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
-use crate::channel::{self, Channel};
 use crate::error::{EXIT_RUNTIME, Error};
 use crate::explain;
 use crate::id::ContainerId;
+use crate::sync::{self, Channel, Message, SyncError};
 use crate::syscall::{FlagNames, Fork, Linux, Syscall};
 
-/// What the container runs: COMMAND with its environment and directory.
+/// What the container runs: COMMAND with its environment, in its working
+/// directory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Process {
     /// COMMAND and its arguments.
     pub args: Vec<OsString>,
-    /// `KEY=VALUE` entries; `None` passes the runtime's own environment on,
-    /// as stages 01 and 02 do (they share the host's filesystem anyway).
-    pub env: Option<Vec<OsString>>,
+    /// `KEY=VALUE` entries.
+    pub env: Vec<OsString>,
+    /// Where COMMAND starts (`None`: where the runtime is).
+    pub cwd: Option<PathBuf>,
 }
 
 impl Process {
-    pub fn new(args: Vec<OsString>) -> Self {
-        Process { args, env: None }
+    /// `args` with `env`, where the runtime is.
+    pub fn new(args: Vec<OsString>, env: Vec<OsString>) -> Self {
+        Process {
+            args,
+            env,
+            cwd: None,
+        }
     }
 
-    /// The environment COMMAND will see.
-    pub fn env(&self) -> Vec<OsString> {
-        match &self.env {
-            Some(env) => env.clone(),
-            None => std::env::vars_os()
-                .map(|(k, v)| {
-                    let mut kv = k;
-                    kv.push("=");
-                    kv.push(v);
-                    kv
-                })
-                .collect(),
+    /// The process a spec describes.
+    pub fn from_spec(spec: &crate::spec::Spec) -> Self {
+        let process = spec.process().as_ref();
+        let strings = |v: Option<&Vec<String>>| -> Vec<OsString> {
+            v.into_iter().flatten().map(OsString::from).collect()
+        };
+        Process {
+            args: strings(process.and_then(|p| p.args().as_ref())),
+            env: strings(process.and_then(|p| p.env().as_ref())),
+            cwd: process.map(|p| p.cwd().clone()),
         }
     }
 }
@@ -109,6 +120,48 @@ impl ExitStatus {
     }
 }
 
+/// When a primitive's steps run. Each hook runs for every primitive in
+/// phase order (cleanup in reverse), and in the order they were added within
+/// a phase: the order is a property of the primitive, not of where a stage
+/// happened to add it.
+// ANCHOR: phase
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Become root of the user namespace (stage 04): until the process holds
+    /// an identity mapped in it, it cannot even create a file.
+    UserNamespace,
+    /// Make the root filesystem (stage 06's overlay).
+    Rootfs,
+    /// Mount into the root, and enter it (stage 03's pivot_root).
+    Mounts,
+    /// Set up the new namespaces from inside: the hostname (stage 01), the
+    /// cgroup namespace (stage 05), the network (stage 09).
+    Namespaces,
+    /// The process itself: signals and init (stage 02), its working
+    /// directory (stage 03), its stdio (stage 08).
+    Process,
+    /// Who it runs as (stage 04): after a switch to a non-zero uid the
+    /// process may have no privilege left for any other step.
+    Credentials,
+    /// What it may do from here on: capabilities, seccomp, no_new_privs
+    /// (final). Nothing after it.
+    Seal,
+}
+// ANCHOR_END: phase
+
+/// Where the container's root filesystem is, as the process at hand
+/// reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Root {
+    /// None of its own: the host's (stages 01 and 02).
+    Host,
+    /// A directory on the host (stage 03's `--rootfs`).
+    Dir(PathBuf),
+    /// Made inside the container's mount namespace by the Rootfs phase
+    /// (stage 06's overlay), at this path once it is there.
+    Inside(PathBuf),
+}
+
 /// What the primitives share while a container starts.
 pub struct Context {
     /// The container's id.
@@ -117,90 +170,75 @@ pub struct Context {
     pub process: Process,
     /// The kernel, or a recorder in unit tests.
     pub sys: Box<dyn Syscall>,
-    /// In the container's process: the write end of the error pipe.
-    error_pipe: Option<OwnedFd>,
-    /// Between clone and exec: this side's end of the socket that carries
-    /// descriptors from the runtime to the container's process.
+    /// Where the root filesystem is (told by the Rootfs phase to the Mounts
+    /// phase).
+    pub root: Root,
+    /// Between clone and exec: this side's end of the socket to the other.
     channel: Option<Channel>,
-    /// Facts one primitive tells later ones, one value per type: where the
-    /// rootfs is mounted (stage 06 tells stage 03), which host ids the
-    /// container's root has (stage 04 tells stage 06).
-    facts: HashMap<TypeId, Box<dyn Any>>,
+    /// Container side: descriptors the runtime sent, in order, for setup
+    /// to take.
+    received: VecDeque<OwnedFd>,
 }
 
 impl Context {
-    /// The context of a container that will run `process`: a fresh id, the
-    /// real kernel.
-    pub fn new(process: Process) -> Self {
+    /// The context of a container that will run `process` with the id
+    /// `id`, on the real kernel.
+    pub fn new(id: ContainerId, process: Process) -> Self {
         Context {
-            id: ContainerId::generate(),
+            id,
             process,
             sys: Box::new(Linux),
-            error_pipe: None,
+            root: Root::Host,
             channel: None,
-            facts: HashMap::new(),
+            received: VecDeque::new(),
         }
     }
 
-    /// Tell the primitives that come later `fact` (replacing an earlier one
-    /// of the same type).
-    pub fn tell<T: Any>(&mut self, fact: T) {
-        self.facts.insert(TypeId::of::<T>(), Box::new(fact));
-    }
-
-    /// What an earlier primitive told, if it did.
-    pub fn fact<T: Any>(&self) -> Option<&T> {
-        self.facts.get(&TypeId::of::<T>())?.downcast_ref()
-    }
-
     /// Host side, in `attach`: hand the container's process open
-    /// descriptors (it gets them, in order, with [`Context::recv_fds`]).
+    /// descriptors (it takes them, in order, with [`Context::take_fds`]).
     pub fn send_fds(&self, fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
-        self.channel
-            .as_ref()
-            .ok_or(Errno::ENOTCONN)
-            .and_then(|c| c.send_fds(fds))
-            .map_err(|e| {
-                Error::syscall(
-                    "sendmsg(SCM_RIGHTS)",
-                    "passing descriptors to the container",
-                    e,
-                )
-            })
+        let channel = self.channel.as_ref().ok_or(Error::Sync {
+            step: "passing descriptors to the container",
+            source: SyncError::Closed { expected: "Fds" },
+        })?;
+        channel.send_fds(fds).map_err(|source| Error::Sync {
+            step: "passing descriptors to the container",
+            source,
+        })
     }
 
-    /// Container side, in `setup`: the `count` descriptors the runtime sent.
-    pub fn recv_fds(&self, count: usize) -> Result<Vec<OwnedFd>, Error> {
-        self.channel
-            .as_ref()
-            .ok_or(Errno::ENOTCONN)
-            .and_then(|c| c.recv_fds(count))
-            .map_err(|e| {
-                Error::syscall(
-                    "recvmsg(SCM_RIGHTS)",
-                    "receiving descriptors from the runtime",
-                    e,
-                )
-            })
+    /// Container side, in `setup`: the next `count` descriptors the runtime
+    /// sent.
+    pub fn take_fds(&mut self, count: usize) -> Result<Vec<OwnedFd>, Error> {
+        if self.received.len() < count {
+            return Err(Error::Sync {
+                step: "taking the descriptors the runtime sent",
+                source: SyncError::Closed { expected: "Fds" },
+            });
+        }
+        Ok(self.received.drain(..count).collect())
     }
 
-    /// Close this process's copy of the error pipe. A primitive that forks
+    /// Let go of this process's end of the socket. A primitive that forks
     /// inside the container and keeps a process that never executes COMMAND
     /// (stage 02's init) calls this in that process, so that the host still
     /// sees end-of-file when COMMAND's exec succeeds.
-    pub fn close_error_pipe(&mut self) {
-        self.error_pipe = None;
+    pub fn close_channel(&mut self) {
+        self.channel = None;
+        self.received.clear();
     }
 
     /// Report `err` to the host side and exit. Used by the container's process
     /// only; never returns.
     pub fn fail(&mut self, err: Error) -> ! {
         let code = err.exit_code();
-        if let Some(pipe) = self.error_pipe.take() {
-            let mut pipe = std::fs::File::from(pipe);
+        if let Some(channel) = self.channel.take() {
             // Nobody to tell if this fails: the host then reports that the
             // container's process vanished.
-            let _ = write!(pipe, "{code}\n{err}");
+            let _ = channel.send(&Message::Failed {
+                code,
+                message: err.to_string(),
+            });
         }
         // _exit, not exit: this is a copy of the runtime, and its atexit
         // handlers and buffered output belong to the original.
@@ -216,6 +254,9 @@ impl Context {
 pub trait Primitive {
     /// A short name, for messages.
     fn name(&self) -> &'static str;
+
+    /// When its steps run, relative to the other primitives'.
+    fn phase(&self) -> Phase;
 
     /// The namespaces this primitive asks clone(2) for.
     fn clone_flags(&self) -> CloneFlags {
@@ -234,8 +275,8 @@ pub trait Primitive {
         Ok(())
     }
 
-    /// Container side, after the host released the child, in the order the
-    /// primitives were added: set the container up from the inside.
+    /// Container side, after the host released the child: set the
+    /// container up from the inside.
     fn setup(&mut self, _ctx: &mut Context) -> Result<(), Error> {
         Ok(())
     }
@@ -259,60 +300,38 @@ pub trait Primitive {
 /// A container being started: its context and its primitives.
 pub struct Container {
     ctx: Context,
+    /// In phase order.
     primitives: Vec<Box<dyn Primitive>>,
-    /// Where the primitives added with `with` begin (after those added with
-    /// `with_first`).
-    middle: usize,
-    /// Where the primitives added with `with_last` begin: `with` inserts
-    /// before them.
-    last: usize,
 }
 
 impl Container {
-    /// A container that will run `process`, with a fresh id and no primitive
-    /// yet.
-    pub fn new(process: Process) -> Self {
+    /// A container that will run `process`, with the id `id` and no
+    /// primitive yet.
+    pub fn new(id: ContainerId, process: Process) -> Self {
         Container {
-            ctx: Context::new(process),
+            ctx: Context::new(id, process),
             primitives: Vec::new(),
-            middle: 0,
-            last: 0,
         }
     }
 
-    /// Add a primitive. Their `setup` hooks run in the order they were added
-    /// (before those added with [`Container::with_last`]).
+    /// Add a primitive: its hooks run with those of its phase, after the
+    /// ones already added there.
     pub fn with(mut self, primitive: impl Primitive + 'static) -> Self {
-        self.primitives.insert(self.last, Box::new(primitive));
-        self.last += 1;
-        self
-    }
-
-    /// Add a primitive whose hooks must run before those of every primitive
-    /// added with `with`; among themselves, such primitives run in the order
-    /// they were added. The user namespace needs this (stage 04): until the
-    /// container's process has taken an identity mapped inside it, it cannot
-    /// even create a file. So does the overlay (stage 06), which must be
-    /// mounted before the mount sequence of stage 03 uses it as the rootfs.
-    pub fn with_first(mut self, primitive: impl Primitive + 'static) -> Self {
-        self.primitives.insert(self.middle, Box::new(primitive));
-        self.middle += 1;
-        self.last += 1;
-        self
-    }
-
-    /// Add a primitive whose `setup` must run after every other's, however
-    /// many later stages add: switching to the container's user (stage 04),
-    /// after which the process may have no privilege left for any other
-    /// step.
-    pub fn with_last(mut self, primitive: impl Primitive + 'static) -> Self {
-        self.primitives.push(Box::new(primitive));
+        let phase = primitive.phase();
+        let at = self.primitives.partition_point(|p| p.phase() <= phase);
+        self.primitives.insert(at, Box::new(primitive));
         self
     }
 
     /// Make the system calls through `sys` (unit tests pass a recorder).
     pub fn with_syscall(mut self, sys: impl Syscall + 'static) -> Self {
         self.ctx.sys = Box::new(sys);
+        self
+    }
+
+    /// Where the container's root filesystem is, before any phase runs.
+    pub fn with_root(mut self, root: Root) -> Self {
+        self.ctx.root = root;
         self
     }
 
@@ -324,35 +343,49 @@ impl Container {
         &self.ctx.process
     }
 
-    pub fn process_mut(&mut self) -> &mut Process {
-        &mut self.ctx.process
-    }
-
     /// Start the container, supervise it until it ends, clean up, and return
     /// how COMMAND ended.
     // ANCHOR: run
-    pub fn run(mut self) -> Result<ExitStatus, Error> {
-        let mut prepared = 0;
-        let result = self.start_and_wait(&mut prepared);
+    pub fn run(self) -> Result<ExitStatus, Error> {
+        let mut created = self.create()?;
+        let status = created.start().and_then(|()| created.wait());
         // A cleanup that fails is a warning: the container already ran (or
         // failed for its own reason), and its status is what the user asked.
-        self.cleanup(prepared);
-        result
+        created.finish();
+        status
+    }
+    // ANCHOR_END: run
+
+    /// Make the container, up to its first process set up and waiting to
+    /// execute COMMAND. On failure, what was prepared is undone.
+    // ANCHOR: create
+    pub fn create(mut self) -> Result<Created, Error> {
+        let mut prepared = 0;
+        match self.prepare_clone_attach(&mut prepared) {
+            Ok((child, channel)) => Ok(Created {
+                container: self,
+                child,
+                channel: Some(channel),
+                prepared,
+            }),
+            Err(err) => {
+                self.cleanup(prepared);
+                Err(err)
+            }
+        }
     }
 
-    fn start_and_wait(&mut self, prepared: &mut usize) -> Result<ExitStatus, Error> {
+    fn prepare_clone_attach(&mut self, prepared: &mut usize) -> Result<(Pid, Channel), Error> {
         // 1. Host side, before clone.
         for primitive in &mut self.primitives {
             primitive.prepare(&mut self.ctx)?;
             *prepared += 1;
         }
 
-        // 2. clone(2) into the new namespaces. The child blocks on `go` until
-        //    the host has attached it; it reports a failure through `errors`.
+        // 2. clone(2) into the new namespaces. The child waits for Released
+        //    until the host has attached it.
         let flags = self.clone_flags();
-        let (go_rx, go_tx) = pipe()?;
-        let (errors_rx, errors_tx) = pipe()?;
-        let (host_end, child_end) = channel::pair().map_err(|e| {
+        let (host_end, child_end) = sync::pair().map_err(|e| {
             Error::syscall(
                 "socketpair(AF_UNIX, SOCK_SEQPACKET)",
                 "talking to the container's process",
@@ -361,10 +394,9 @@ impl Container {
         })?;
         let child = match self.ctx.sys.clone(flags) {
             Ok(Fork::Child) => {
-                drop((go_tx, errors_rx, host_end));
-                self.ctx.error_pipe = Some(errors_tx);
+                drop(host_end);
                 self.ctx.channel = Some(child_end);
-                let err = self.child(go_rx);
+                let err = self.child();
                 self.ctx.fail(err)
             }
             Ok(Fork::Parent(child)) => child,
@@ -373,7 +405,7 @@ impl Container {
                 return Err(Error::syscall(call, "creating the namespaces", errno));
             }
         };
-        drop((go_rx, errors_tx, child_end));
+        drop(child_end);
         self.ctx.channel = Some(host_end);
         let names = FlagNames(flags);
         explain!(
@@ -389,69 +421,80 @@ impl Container {
             }
         }
 
-        // 4. Release the child; it sets itself up and executes COMMAND.
-        //    The error pipe is close-on-exec: end-of-file with nothing in it
-        //    means COMMAND is running.
-        release(go_tx);
-        let report = read_error(errors_rx);
-        self.ctx.channel = None;
-        if let Some(err) = report {
-            let _ = self.ctx.sys.waitpid(child, None);
-            return Err(err);
+        // 4. Release the child; it sets itself up and says Ready.
+        let channel = self.ctx.channel.take().expect("set above");
+        let answer = channel
+            .send(&Message::Released)
+            .and_then(|()| channel.expect("Ready", &mut Vec::new()));
+        match answer {
+            Ok(Message::Ready) => Ok((child, channel)),
+            Ok(failed) => {
+                let _ = self.ctx.sys.waitpid(child, None);
+                Err(Error::from_message(failed))
+            }
+            Err(source) => Err(self.gone(child, source)),
         }
+    }
+    // ANCHOR_END: create
 
-        // 5. COMMAND runs. Wait until the container's first process ends.
-        let supervised = self
-            .primitives
-            .iter_mut()
-            .find_map(|primitive| primitive.supervise(&mut self.ctx, child));
-        let status = match supervised {
-            Some(status) => status?,
-            None => wait_for_exit(self.ctx.sys.as_ref(), child)?,
-        };
-        explain!(
-            "waitpid({child})" => "{status}",
-            "the container's first process ended; the runtime exits with its status"
+    /// The channel broke: reap the child and say how it ended. One killed
+    /// from outside during setup (a `kill -9`, the OOM killer) is reported
+    /// as a killed command is, 128 + the signal; anything else out of turn
+    /// kills it.
+    fn gone(&mut self, child: Pid, source: SyncError) -> Error {
+        let closed = matches!(
+            source,
+            SyncError::Closed { .. }
+                | SyncError::Socket {
+                    errno: Errno::EPIPE | Errno::ECONNRESET,
+                    ..
+                }
         );
-        Ok(status)
+        if !closed {
+            self.abandon(child);
+            return Error::child_gone(source);
+        }
+        match wait_for_exit(self.ctx.sys.as_ref(), child) {
+            Ok(ExitStatus::Signaled(signal)) => Error::KilledInSetup { signal },
+            _ => Error::ChildVanished,
+        }
     }
 
-    /// The container's process: wait for the host, set up, become COMMAND.
-    fn child(&mut self, go: OwnedFd) -> Error {
+    /// The container's process: wait for the host, set up, say Ready, wait
+    /// for Start, become COMMAND.
+    fn child(&mut self) -> Error {
         explain::entered_container();
-        if let Err(err) = self.wait_for_release(go) {
-            return err;
+        // The container must not outlive the runtime that supervises it: if
+        // the runtime dies, the kernel kills the container's first process
+        // (and with it, from stage 02 on, its whole PID namespace). If the
+        // runtime died before this call, Released never comes.
+        let _ = self.ctx.sys.set_parent_death_signal(Signal::SIGKILL);
+        let channel = self.ctx.channel.as_ref().expect("the child has its end");
+        let mut fds = Vec::new();
+        if let Err(source) = channel.expect("Released", &mut fds) {
+            return Error::runtime_gone(source);
         }
+        self.ctx.received.extend(fds);
         for primitive in &mut self.primitives {
             if let Err(err) = primitive.setup(&mut self.ctx) {
                 return err;
             }
         }
+        if let Some(channel) = &self.ctx.channel {
+            let ready = channel
+                .send(&Message::Ready)
+                .and_then(|()| channel.expect("Start", &mut Vec::new()));
+            if let Err(source) = ready {
+                return Error::runtime_gone(source);
+            }
+        }
         crate::exec::exec(self.ctx.sys.as_ref(), &self.ctx.process)
     }
-    // ANCHOR_END: run
 
     fn clone_flags(&self) -> CloneFlags {
         self.primitives
             .iter()
             .fold(CloneFlags::empty(), |flags, p| flags | p.clone_flags())
-    }
-
-    /// In the container's process: wait until the host releases it.
-    fn wait_for_release(&self, go: OwnedFd) -> Result<(), Error> {
-        // The container must not outlive the runtime that supervises it: if
-        // the runtime dies, the kernel kills the container's first process
-        // (and with it, from stage 02 on, its whole PID namespace). If the
-        // runtime died before this call, `go` reads end-of-file below.
-        let _ = self.ctx.sys.set_parent_death_signal(Signal::SIGKILL);
-        let mut word = [0u8; 2];
-        match std::fs::File::from(go).read_exact(&mut word) {
-            Ok(()) if &word == b"go" => Ok(()),
-            _ => Err(Error::Relayed {
-                code: EXIT_RUNTIME,
-                message: "the runtime went away before releasing the container".into(),
-            }),
-        }
     }
 
     /// Kill and reap a child that will never be released.
@@ -466,6 +509,82 @@ impl Container {
                 crate::cli::warn(format_args!("cleaning up {}: {err}", primitive.name()));
             }
         }
+    }
+}
+
+/// A container made and waiting before `execve`: [`Container::create`]'s
+/// result.
+pub struct Created {
+    container: Container,
+    child: Pid,
+    /// Until COMMAND runs.
+    channel: Option<Channel>,
+    prepared: usize,
+}
+
+impl Created {
+    /// The container's first process, on the host.
+    pub fn pid(&self) -> Pid {
+        self.child
+    }
+
+    pub fn id(&self) -> &ContainerId {
+        &self.container.ctx.id
+    }
+
+    /// Let the first process execute COMMAND; returns once it has (or
+    /// could not: 126, 127).
+    // ANCHOR: start
+    pub fn start(&mut self) -> Result<(), Error> {
+        let Some(channel) = self.channel.take() else {
+            return Ok(());
+        };
+        if let Err(source) = channel.send(&Message::Start) {
+            return Err(self.container.gone(self.child, source));
+        }
+        // The socket is close-on-exec: end-of-file means COMMAND runs.
+        match channel.recv() {
+            Ok(None) => Ok(()),
+            Ok(Some((failed @ Message::Failed { .. }, _))) => {
+                let _ = self.container.ctx.sys.waitpid(self.child, None);
+                Err(Error::from_message(failed))
+            }
+            Ok(Some((other, _))) => Err(Error::child_gone(SyncError::Unexpected {
+                expected: "the end of file",
+                got: other.name(),
+            })),
+            Err(source) => Err(self.container.gone(self.child, source)),
+        }
+    }
+    // ANCHOR_END: start
+
+    /// Wait until the container's first process ends: the first primitive
+    /// that supervises does, else a plain wait.
+    pub fn wait(&mut self) -> Result<ExitStatus, Error> {
+        let child = self.child;
+        let container = &mut self.container;
+        let supervised = container
+            .primitives
+            .iter_mut()
+            .find_map(|primitive| primitive.supervise(&mut container.ctx, child));
+        let status = match supervised {
+            Some(status) => status?,
+            None => wait_for_exit(container.ctx.sys.as_ref(), child)?,
+        };
+        explain!(
+            "waitpid({child})" => "{status}",
+            "the container's first process ended; the runtime exits with its status"
+        );
+        Ok(status)
+    }
+
+    /// Undo what was prepared, in reverse. A container not started yet is
+    /// killed first.
+    pub fn finish(mut self) {
+        if self.channel.take().is_some() {
+            self.container.abandon(self.child);
+        }
+        self.container.cleanup(self.prepared);
     }
 }
 
@@ -485,37 +604,42 @@ pub fn wait_for_exit(sys: &dyn Syscall, child: Pid) -> Result<ExitStatus, Error>
     }
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| {
-        Error::syscall(
-            "pipe2(O_CLOEXEC)",
-            "talking to the container's process",
-            errno,
-        )
-    })
-}
-
-/// Let the container's process go on. If it already died (EPIPE), there is
-/// nothing to release: the error pipe and its exit status tell what happened.
-fn release(go: OwnedFd) {
-    let _ = std::fs::File::from(go).write_all(b"go");
-}
-
-/// Read what the container's process reported before exec, if anything.
-fn read_error(errors: OwnedFd) -> Option<Error> {
-    let mut report = String::new();
-    let _ = std::fs::File::from(errors).read_to_string(&mut report);
-    if report.is_empty() {
-        return None;
+impl Error {
+    /// The child's report of a failure, as the runtime's own error.
+    fn from_message(message: Message) -> Error {
+        match message {
+            Message::Failed { code, message } => Error::Relayed { code, message },
+            other => Error::Relayed {
+                code: EXIT_RUNTIME,
+                message: format!("the container's process sent {}", other.name()),
+            },
+        }
     }
-    let (code, message) = report.split_once('\n').unwrap_or(("", &report));
-    Some(match code.parse() {
-        Ok(code) => Error::Relayed {
-            code,
-            message: message.to_owned(),
-        },
-        Err(_) => Error::ChildVanished,
-    })
+
+    /// The container's process went away, or said something out of turn.
+    fn child_gone(source: SyncError) -> Error {
+        match source {
+            SyncError::Closed { .. } => Error::ChildVanished,
+            source => Error::Sync {
+                step: "starting the container's process",
+                source,
+            },
+        }
+    }
+
+    /// In the child: the runtime went away, or said something out of turn.
+    fn runtime_gone(source: SyncError) -> Error {
+        match source {
+            SyncError::Closed { .. } => Error::Relayed {
+                code: EXIT_RUNTIME,
+                message: "the runtime went away before releasing the container".into(),
+            },
+            source => Error::Sync {
+                step: "waiting for the runtime",
+                source,
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -523,11 +647,25 @@ mod tests {
     use super::*;
     use crate::syscall::fake::Recorder;
     use crate::uts::{Hostname, Uts};
+    use nix::errno::Errno;
 
     fn container(sys: Recorder) -> Container {
-        Container::new(Process::new(vec!["probe".into()]))
-            .with(Uts::new("web".parse::<Hostname>().unwrap()))
-            .with_syscall(sys)
+        Container::new(
+            ContainerId::generate(),
+            Process::new(vec!["probe".into()], vec!["PATH=/a:/b".into()]),
+        )
+        .with(Uts::new("web".parse::<Hostname>().unwrap()))
+        .with_syscall(sys)
+    }
+
+    /// The child's side, on a socket whose other end the test holds.
+    fn run_child(c: &mut Container, host_says: &[Message]) -> (Error, Channel) {
+        let (host, child) = sync::pair().unwrap();
+        for message in host_says {
+            host.send(message).unwrap();
+        }
+        c.ctx.channel = Some(child);
+        (c.child(), host)
     }
 
     #[test]
@@ -538,30 +676,13 @@ mod tests {
     }
 
     #[test]
-    fn host_side_clones_with_every_primitives_flags_then_waits() {
-        let sys = Recorder {
-            clone_result: Some(Ok(Fork::Parent(Pid::from_raw(4242)))),
-            wait_status: Some(WaitStatus::Exited(Pid::from_raw(4242), 7)),
-            ..Recorder::default()
-        };
-        let calls = sys.calls.clone();
-        let status = container(sys).run().unwrap();
-        assert_eq!(status, ExitStatus::Exited(7));
-        assert_eq!(
-            *calls.borrow(),
-            ["clone(CLONE_NEWUTS|SIGCHLD)", "waitpid(4242)"]
-        );
-    }
-
-    #[test]
-    fn container_side_sets_the_hostname_before_exec() {
+    fn container_side_sets_the_hostname_says_ready_and_waits_for_start_before_exec() {
         let sys = Recorder::default();
         let calls = sys.calls.clone();
         let mut c = container(sys);
-        let (rx, tx) = pipe().unwrap();
-        release(tx);
-        let err = c.child(rx);
+        let (err, host) = run_child(&mut c, &[Message::Released, Message::Start]);
         assert_eq!(err.exit_code(), 127);
+        assert_eq!(host.recv().unwrap().unwrap().0, Message::Ready);
         let calls = calls.borrow();
         assert_eq!(
             calls[..3],
@@ -575,6 +696,25 @@ mod tests {
     }
 
     #[test]
+    fn a_child_that_is_never_started_never_executes() {
+        let sys = Recorder::default();
+        let calls = sys.calls.clone();
+        let mut c = container(sys);
+        // Released, then the runtime goes away instead of saying Start.
+        let (host, child) = sync::pair().unwrap();
+        host.send(&Message::Released).unwrap();
+        drop(host);
+        c.ctx.channel = Some(child);
+        let err = c.child();
+        assert_eq!(err.exit_code(), 125);
+        assert!(
+            !calls.borrow().iter().any(|c| c.starts_with("execve")),
+            "{:?}",
+            calls.borrow()
+        );
+    }
+
+    #[test]
     fn container_side_stops_at_the_first_failing_step() {
         let sys = Recorder {
             sethostname_error: Some(Errno::EPERM),
@@ -582,19 +722,18 @@ mod tests {
         };
         let calls = sys.calls.clone();
         let mut c = container(sys);
-        let (rx, tx) = pipe().unwrap();
-        release(tx);
-        let err = c.child(rx);
+        let (err, _host) = run_child(&mut c, &[Message::Released]);
         assert_eq!(*calls.borrow(), ["pdeathsig(SIGKILL)", "sethostname(web)"]);
-        insta::assert_snapshot!(err.to_string(), @r#"sethostname("web") was refused: naming the container needs CAP_SYS_ADMIN; run as root (for example with sudo)"#);
+        insta::assert_snapshot!(err.to_string(), @r#"sethostname("web") was refused: naming the container needs CAP_SYS_ADMIN in the container's user namespace; run as root (for example with sudo)"#);
     }
 
     #[test]
     fn a_child_whose_runtime_vanished_does_not_run() {
         let mut c = container(Recorder::default());
-        let (rx, tx) = pipe().unwrap();
-        drop(tx);
-        let err = c.child(rx);
+        let (host, child) = sync::pair().unwrap();
+        drop(host);
+        c.ctx.channel = Some(child);
+        let err = c.child();
         assert_eq!(err.exit_code(), 125);
         assert!(err.to_string().contains("runtime went away"), "{err}");
     }
@@ -612,78 +751,88 @@ mod tests {
 
     #[test]
     fn errors_relayed_from_the_child_keep_their_exit_code() {
-        let (rx, tx) = pipe().unwrap();
-        std::fs::File::from(tx)
-            .write_all(b"127\ncommand not found: \"nope\"")
-            .unwrap();
-        let err = read_error(rx).unwrap();
+        let err = Error::from_message(Message::Failed {
+            code: 127,
+            message: "command not found: \"nope\"".into(),
+        });
         assert_eq!(err.exit_code(), 127);
         assert_eq!(err.to_string(), "command not found: \"nope\"");
     }
 
-    #[test]
-    fn an_empty_error_pipe_means_exec_worked() {
-        let (rx, tx) = pipe().unwrap();
-        drop(tx);
-        assert!(read_error(rx).is_none());
+    /// Records the order in which hooks run.
+    struct Hooks {
+        name: &'static str,
+        phase: Phase,
+        log: std::rc::Rc<std::cell::RefCell<Vec<String>>>,
+        fail_prepare: bool,
     }
 
-    /// Records the order in which hooks run.
-    struct Hooks(
-        &'static str,
-        std::rc::Rc<std::cell::RefCell<Vec<String>>>,
-        bool,
-    );
+    fn hooks(
+        name: &'static str,
+        phase: Phase,
+        log: &std::rc::Rc<std::cell::RefCell<Vec<String>>>,
+    ) -> Hooks {
+        Hooks {
+            name,
+            phase,
+            log: log.clone(),
+            fail_prepare: false,
+        }
+    }
 
     impl Primitive for Hooks {
         fn name(&self) -> &'static str {
-            self.0
+            self.name
+        }
+        fn phase(&self) -> Phase {
+            self.phase
         }
         fn prepare(&mut self, _: &mut Context) -> Result<(), Error> {
-            self.1.borrow_mut().push(format!("prepare {}", self.0));
-            if self.2 {
+            self.log.borrow_mut().push(format!("prepare {}", self.name));
+            if self.fail_prepare {
                 return Err(Error::ChildVanished);
             }
             Ok(())
         }
         fn cleanup(&mut self, _: &mut Context) -> Result<(), Error> {
-            self.1.borrow_mut().push(format!("cleanup {}", self.0));
+            self.log.borrow_mut().push(format!("cleanup {}", self.name));
             Ok(())
         }
     }
 
-    #[test]
-    fn first_and_last_hold_whatever_is_added_later() {
-        let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-        let c = Container::new(Process::new(vec!["x".into()]))
-            .with(Hooks("a", log.clone(), false))
-            .with_last(Hooks("user", log.clone(), false))
-            .with_first(Hooks("userns", log.clone(), false))
-            .with(Hooks("later", log.clone(), false))
-            .with_syscall(Recorder::default());
-        let c = c.with_first(Hooks("overlay", log.clone(), false));
-        let names: Vec<&str> = c.primitives.iter().map(|p| p.name()).collect();
-        assert_eq!(names, ["userns", "overlay", "a", "later", "user"]);
+    fn empty() -> Container {
+        Container::new(ContainerId::generate(), Process::default())
     }
 
     #[test]
-    fn facts_pass_from_one_primitive_to_the_next() {
-        #[derive(Debug, PartialEq)]
-        struct Where(&'static str);
-        let mut ctx = Context::new(Process::new(vec!["x".into()]));
-        assert_eq!(ctx.fact::<Where>(), None);
-        ctx.tell(Where("/merged"));
-        assert_eq!(ctx.fact::<Where>(), Some(&Where("/merged")));
+    fn primitives_run_in_phase_order_whatever_order_they_were_added_in() {
+        let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let c = empty()
+            .with(hooks("uts", Phase::Namespaces, &log))
+            .with(hooks("user", Phase::Credentials, &log))
+            .with(hooks("userns", Phase::UserNamespace, &log))
+            .with(hooks("mounts", Phase::Mounts, &log))
+            .with(hooks("cgroupns", Phase::Namespaces, &log))
+            .with(hooks("overlay", Phase::Rootfs, &log));
+        let names: Vec<&str> = c.primitives.iter().map(|p| p.name()).collect();
+        assert_eq!(
+            names,
+            ["userns", "overlay", "mounts", "uts", "cgroupns", "user"]
+        );
     }
 
     #[test]
     fn a_failed_prepare_cleans_up_only_what_was_prepared_in_reverse() {
         let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-        let c = Container::new(Process::new(vec!["x".into()]))
-            .with(Hooks("a", log.clone(), false))
-            .with(Hooks("b", log.clone(), false))
-            .with(Hooks("c", log.clone(), true))
-            .with(Hooks("d", log.clone(), false))
+        let failing = Hooks {
+            fail_prepare: true,
+            ..hooks("c", Phase::Process, &log)
+        };
+        let c = empty()
+            .with(hooks("a", Phase::Process, &log))
+            .with(hooks("b", Phase::Process, &log))
+            .with(failing)
+            .with(hooks("d", Phase::Process, &log))
             .with_syscall(Recorder::default());
         assert!(c.run().is_err());
         assert_eq!(

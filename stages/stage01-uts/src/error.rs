@@ -54,10 +54,25 @@ pub enum Error {
     #[error("the container's process exited before it ran the command")]
     ChildVanished,
 
+    /// The container's process was killed (from the host, or by the OOM
+    /// killer) while it was being set up: reported as a shell would a
+    /// killed command, 128 + the signal.
+    #[error("the container's process was killed by {signal} before it ran the command")]
+    KilledInSetup { signal: nix::sys::signal::Signal },
+
     /// An error reported by the container's process, relayed to the host side
-    /// (see [`crate::container`]: the child writes it into a close-on-exec pipe).
+    /// (see [`crate::container`]: the child sends it as a Failed message).
     #[error("{message}")]
     Relayed { code: u8, message: String },
+
+    /// The runtime and the container's process lost each other, or one
+    /// said something out of turn ([`crate::sync`]).
+    #[error("{step}: {source}")]
+    Sync {
+        step: &'static str,
+        #[source]
+        source: crate::sync::SyncError,
+    },
 
     /// An error of a primitive added by a later stage.
     #[error(transparent)]
@@ -76,21 +91,22 @@ impl Error {
             Error::CommandNotFound { .. } => EXIT_NOT_FOUND,
             Error::CannotExecute { .. } => EXIT_CANNOT_EXECUTE,
             Error::Relayed { code, .. } | Error::Reported(code) => *code,
+            Error::KilledInSetup { signal } => 128 + *signal as u8,
             _ => EXIT_RUNTIME,
         }
     }
 
     /// A failed system call, read the way a user needs it: a refusal for lack
-    /// of privilege says which capability is missing.
+    /// of privilege says which capability that call needs.
     pub fn syscall(call: impl Into<String>, why: &'static str, source: Errno) -> Self {
         let call = call.into();
-        match source {
-            Errno::EPERM => Error::Privilege {
+        match (source, capability(&call)) {
+            (Errno::EPERM, Some(capability)) => Error::Privilege {
                 call,
                 action: why,
-                capability: "CAP_SYS_ADMIN",
+                capability,
             },
-            source => Error::Syscall { call, why, source },
+            (source, _) => Error::Syscall { call, why, source },
         }
     }
 
@@ -99,6 +115,49 @@ impl Error {
         Error::Primitive(Box::new(err))
     }
 }
+
+/// The privilege a system call needs, by its name (the text a call is
+/// reported with starts with it). Every EPERM is not CAP_SYS_ADMIN: a
+/// refused setresuid wants CAP_SETUID, a refused mknod CAP_MKNOD, and an
+/// ordinary user's uid_map wants newuidmap. `None`: not a call whose EPERM
+/// is about a privilege (then the errno is reported as it is).
+// ANCHOR: capability
+pub fn capability(call: &str) -> Option<&'static str> {
+    const TABLE: &[(&str, &str)] = &[
+        (
+            "sethostname",
+            "CAP_SYS_ADMIN in the container's user namespace",
+        ),
+        ("setresuid", "CAP_SETUID"),
+        ("setuid", "CAP_SETUID"),
+        ("setresgid", "CAP_SETGID"),
+        ("setgroups", "CAP_SETGID"),
+        ("mknod", "CAP_MKNOD"),
+        ("chown", "CAP_CHOWN"),
+        ("fchown", "CAP_CHOWN"),
+        ("kill", "CAP_KILL (or the same user as the process)"),
+        (
+            "open(/proc/",
+            "CAP_SYS_PTRACE (or the same user as the process)",
+        ),
+        (
+            "write(\"/proc/",
+            "root (an ordinary user maps other ids through newuidmap and newgidmap)",
+        ),
+        ("setns", "CAP_SYS_ADMIN in the namespace's user namespace"),
+        ("clone", "CAP_SYS_ADMIN"),
+        ("unshare", "CAP_SYS_ADMIN"),
+        ("mount", "CAP_SYS_ADMIN"),
+        ("umount", "CAP_SYS_ADMIN"),
+        ("pivot_root", "CAP_SYS_ADMIN"),
+        ("chroot", "CAP_SYS_CHROOT"),
+    ];
+    TABLE
+        .iter()
+        .find(|(prefix, _)| call.starts_with(prefix))
+        .map(|(_, capability)| *capability)
+}
+// ANCHOR_END: capability
 
 /// Where COMMAND was looked for, for the "not found" message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +214,18 @@ mod tests {
         );
         insta::assert_snapshot!(err.to_string(), @"clone(CLONE_NEWUTS|SIGCHLD) was refused: creating a namespace needs CAP_SYS_ADMIN; run as root (for example with sudo)");
         assert_eq!(err.exit_code(), 125);
+    }
+
+    #[test]
+    fn each_call_names_its_own_capability() {
+        let cap = |call: &str| Error::syscall(call, "x", Errno::EPERM).to_string();
+        assert!(cap("setresuid(1000)").contains("needs CAP_SETUID"));
+        assert!(cap("setgroups([])").contains("needs CAP_SETGID"));
+        assert!(cap("mknod(\"/dev/x\", 1:3)").contains("needs CAP_MKNOD"));
+        assert!(cap("write(\"/proc/42/uid_map\")").contains("newuidmap"));
+        assert!(cap("mount(proc)").contains("CAP_SYS_ADMIN"));
+        // A call with no privilege to name keeps its errno.
+        assert!(cap("read(config.json)").contains("EPERM"));
     }
 
     #[test]

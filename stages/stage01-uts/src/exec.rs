@@ -38,11 +38,20 @@ pub fn exec(sys: &dyn Syscall, process: &Process) -> Error {
         Ok(argv) => argv,
         Err(e) => return e,
     };
-    let envp = match cstrings(&process.env()) {
+    let envp = match cstrings(&process.env) {
         Ok(envp) => envp,
         Err(e) => return e,
     };
     let shown = command.to_string_lossy().into_owned();
+
+    // The last chdir, after every other step (a user that may not enter its
+    // working directory finds out here, as with runc), read back: the
+    // kernel must agree on where the process is.
+    if let Some(cwd) = &process.cwd {
+        if let Err(e) = enter(sys, cwd) {
+            return e;
+        }
+    }
 
     // Nothing the runtime holds open may cross into COMMAND: not its own
     // descriptors, not those its caller left open (a directory on fd 7 would
@@ -68,7 +77,7 @@ pub fn exec(sys: &dyn Syscall, process: &Process) -> Error {
         return exec_error(shown, errno, Searched::Path);
     }
 
-    let search = path_of(&process.env()).unwrap_or_else(|| DEFAULT_PATH.into());
+    let search = path_of(&process.env).unwrap_or_else(|| DEFAULT_PATH.into());
     let mut denied = None;
     for dir in search.as_bytes().split(|&b| b == b':') {
         // An empty entry means the current directory, as POSIX says.
@@ -98,6 +107,34 @@ pub fn exec(sys: &dyn Syscall, process: &Process) -> Error {
     }
 }
 // ANCHOR_END: exec
+
+/// chdir into `cwd` and check where that led: the canonical form of `cwd`.
+fn enter(sys: &dyn Syscall, cwd: &Path) -> Result<(), Error> {
+    let failed = |errno| {
+        Error::syscall(
+            format!("chdir({:?})", cwd.display().to_string()),
+            "entering the working directory",
+            errno,
+        )
+    };
+    let expected = std::fs::canonicalize(cwd).unwrap_or_else(|_| cwd.to_path_buf());
+    let now = sys.enter_dir(cwd).map_err(failed)?;
+    if now != expected {
+        return Err(Error::Relayed {
+            code: crate::error::EXIT_RUNTIME,
+            message: format!(
+                "the working directory {} led to {} (changed under the runtime?); COMMAND was not run",
+                cwd.display(),
+                now.display()
+            ),
+        });
+    }
+    explain!(
+        "chdir({cwd:?})" => "ok",
+        "COMMAND starts in its working directory (checked with getcwd)"
+    );
+    Ok(())
+}
 
 /// Narrate the execve of a file that exists (the others are just the PATH
 /// search going on). The stat is made only when narrating.
@@ -153,9 +190,10 @@ mod tests {
     const CLOSE_RANGE: &str = "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)";
 
     fn process(args: &[&str], path: &str) -> Process {
-        let mut p = Process::new(args.iter().map(OsString::from).collect());
-        p.env = Some(vec![OsString::from(format!("PATH={path}"))]);
-        p
+        Process::new(
+            args.iter().map(OsString::from).collect(),
+            vec![OsString::from(format!("PATH={path}"))],
+        )
     }
 
     #[test]
@@ -211,7 +249,7 @@ mod tests {
     fn default_path_when_the_environment_has_none() {
         let sys = Recorder::default();
         let mut p = process(&["x"], "");
-        p.env = Some(vec![]);
+        p.env = vec![];
         let _ = exec(&sys, &p);
         assert_eq!(
             sys.calls.borrow().len(),

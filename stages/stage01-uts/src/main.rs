@@ -14,6 +14,6 @@ fn main() -> ExitCode {
         run_about: "Run COMMAND in a new UTS namespace and exit with its status",
         required: &[],
     };
-    cli::run_main(binary, stage01_uts::container)
+    cli::run_main(binary, stage01_uts::build)
 }
 // ANCHOR_END: main

@@ -8,6 +8,7 @@
 //! mounts of stage 03, say) put a seam of the same shape beside their module.
 
 use std::ffi::{CStr, CString};
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
@@ -44,6 +45,9 @@ pub trait Syscall {
     /// close_range(first, ~0, 0): close every descriptor from `first` up,
     /// now (for a process that stays, such as stage 02's init).
     fn close_from(&self, first: u32) -> Result<(), Errno>;
+    /// chdir(2), then getcwd(3): where the process is now, as the kernel
+    /// says.
+    fn enter_dir(&self, path: &Path) -> Result<PathBuf, Errno>;
 }
 
 /// The real kernel.
@@ -142,6 +146,11 @@ impl Syscall for Linux {
         Ok(())
     }
     // ANCHOR_END: close_on_exec
+
+    fn enter_dir(&self, path: &Path) -> Result<PathBuf, Errno> {
+        nix::unistd::chdir(path)?;
+        nix::unistd::getcwd()
+    }
 
     fn close_from(&self, first: u32) -> Result<(), Errno> {
         // SAFETY: closing descriptors this process owns; nothing in it uses
@@ -268,6 +277,12 @@ pub(crate) mod fake {
                 .borrow_mut()
                 .push(format!("close_range({first}, ~0, 0)"));
             Ok(())
+        }
+        fn enter_dir(&self, path: &Path) -> Result<PathBuf, Errno> {
+            self.calls
+                .borrow_mut()
+                .push(format!("chdir({})", path.display()));
+            Ok(path.to_path_buf())
         }
     }
 }

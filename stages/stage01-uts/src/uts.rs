@@ -11,7 +11,7 @@ use std::str::FromStr;
 use nix::sched::CloneFlags;
 
 use crate::cli::InvalidValue;
-use crate::container::{Context, Primitive};
+use crate::container::{Context, Phase, Primitive};
 use crate::error::Error;
 use crate::explain;
 use crate::id::ContainerId;
@@ -91,6 +91,10 @@ impl Uts {
 impl Primitive for Uts {
     fn name(&self) -> &'static str {
         "uts"
+    }
+
+    fn phase(&self) -> Phase {
+        Phase::Namespaces
     }
 
     fn clone_flags(&self) -> CloneFlags {

@@ -38,9 +38,9 @@ pub fn fork_command(ctx: &mut Context) -> Result<(), Error> {
             ));
         }
     };
-    // Only COMMAND reports to the host from here: if its exec works, the host
-    // must see the error pipe close, so init lets go of its copy.
-    ctx.close_error_pipe();
+    // Only COMMAND talks to the host from here (Ready, then end-of-file or
+    // Failed): init lets go of its copy of the socket.
+    ctx.close_channel();
     // init never executes a program, so close-on-exec would never close what
     // it inherited: descriptors of the runtime, or of whoever started it,
     // that any process of the container could reach through /proc/1/fd.

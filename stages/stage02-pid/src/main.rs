@@ -14,6 +14,6 @@ fn main() -> ExitCode {
         run_about: "Run COMMAND as PID 1 of new PID and UTS namespaces and exit with its status",
         required: &[],
     };
-    cli::run_main(binary, stage02_pid::container)
+    cli::run_main(binary, stage02_pid::build)
 }
 // ANCHOR_END: main

@@ -28,7 +28,7 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid as ProcessId;
-use stage01_uts::{Context, Error, ExitStatus, Primitive, explain};
+use stage01_uts::{Context, Error, ExitStatus, Phase, Primitive, explain};
 
 /// The signals the runtime passes on to the container: those a user or a
 /// supervisor sends to ask a program to stop, reload or report, and the
@@ -100,16 +100,19 @@ pub fn wait_for_signal(set: &SigSet) -> Result<Received, Errno> {
 // ANCHOR: pid
 pub struct Pid {
     init: bool,
+    /// A PID namespace of its own (a spec may share the host's).
+    namespace: bool,
     /// The runtime's signal mask before `prepare` blocked the watched signals.
     saved_mask: Option<SigSet>,
 }
 
 impl Pid {
-    /// A PID namespace; with `init`, a minimal init is PID 1 and COMMAND its
-    /// child.
-    pub fn new(init: bool) -> Self {
+    /// PID 1's duties, in a new PID namespace if `namespace`; with `init`,
+    /// a minimal init is PID 1 and COMMAND its child.
+    pub fn new(init: bool, namespace: bool) -> Self {
         Pid {
             init,
+            namespace,
             saved_mask: None,
         }
     }
@@ -120,8 +123,16 @@ impl Primitive for Pid {
         "pid"
     }
 
+    fn phase(&self) -> Phase {
+        Phase::Process
+    }
+
     fn clone_flags(&self) -> CloneFlags {
-        CloneFlags::CLONE_NEWPID
+        if self.namespace {
+            CloneFlags::CLONE_NEWPID
+        } else {
+            CloneFlags::empty()
+        }
     }
 
     /// Block the watched signals before clone, so none is lost or acted on
@@ -246,6 +257,10 @@ mod tests {
 
     #[test]
     fn asks_clone_for_a_pid_namespace() {
-        assert_eq!(Pid::new(false).clone_flags(), CloneFlags::CLONE_NEWPID);
+        assert_eq!(
+            Pid::new(false, true).clone_flags(),
+            CloneFlags::CLONE_NEWPID
+        );
+        assert_eq!(Pid::new(false, false).clone_flags(), CloneFlags::empty());
     }
 }

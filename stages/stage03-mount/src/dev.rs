@@ -31,63 +31,20 @@ pub const LINKS: [(&str, &str); 5] = [
     ("ptmx", "pts/ptmx"),
 ];
 
-// ANCHOR: mount_dev
-pub fn mount_dev(sys: &dyn MountSys, dev: &Path) -> Result<(), Error> {
-    sys::mount(
-        sys,
-        Some(Path::new("tmpfs")),
-        dev,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
-        "a /dev of the container's own, instead of the host's with all its disks",
-    )?;
+/// The devices and links every container's /dev holds, made in the tmpfs
+/// the spec mounted there.
+// ANCHOR: make_devices
+pub fn make_devices(sys: &dyn MountSys, dev: &Path) -> Result<(), Error> {
     for (name, major, minor) in DEVICES {
         make_device(sys, &dev.join(name), major, minor)?;
     }
-    let pts = dev.join("pts");
-    create_dir(&pts)?;
-    sys::mount(
-        sys,
-        Some(Path::new("devpts")),
-        &pts,
-        Some("devpts"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620"),
-        "a new devpts instance: the container's terminals, not the host's",
-    )?;
-    let shm = dev.join("shm");
-    create_dir(&shm)?;
-    sys::mount(
-        sys,
-        Some(Path::new("shm")),
-        &shm,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some("mode=1777,size=65536k"),
-        "POSIX shared memory (shm_open) of the container's own",
-    )?;
-    let mqueue = dev.join("mqueue");
-    create_dir(&mqueue)?;
-    sys::mount(
-        sys,
-        Some(Path::new("mqueue")),
-        &mqueue,
-        Some("mqueue"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None,
-        "POSIX message queues of the container's IPC namespace",
-    )?;
     for (name, target) in LINKS {
         symlink(target, dev.join(name)).map_err(|e| io_error("symlink", &dev.join(name), e))?;
     }
     Ok(())
 }
-// ANCHOR_END: mount_dev
+// ANCHOR_END: make_devices
 
-/// A device node; where mknod is refused (in a user namespace only the
-/// host's root may make device nodes), the host's node is bound onto an
-/// empty file instead, as runc does rootless.
 fn make_device(sys: &dyn MountSys, path: &Path, major: u64, minor: u64) -> Result<(), Error> {
     let mode = Mode::from_bits_truncate(0o666);
     match sys.mknod_char(path, mode, major, minor) {
@@ -123,10 +80,6 @@ fn make_device(sys: &dyn MountSys, path: &Path, major: u64, minor: u64) -> Resul
         "only harmless devices; no disk or other host device is reachable"
     );
     Ok(())
-}
-
-fn create_dir(path: &Path) -> Result<(), Error> {
-    std::fs::create_dir_all(path).map_err(|e| io_error("mkdir", path, e))
 }
 
 pub(crate) fn io_error(call: &str, path: &Path, e: std::io::Error) -> Error {

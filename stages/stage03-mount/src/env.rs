@@ -2,49 +2,26 @@
 //!
 //! From this stage on the container no longer inherits the runtime's
 //! environment: it gets a small default one (PATH, HOME, TERM, HOSTNAME), as
-//! with docker, and `-e` on top.
+//! with docker, and `-e` on top: the generator writes it into the spec
+//! ([`merge`]). The working directory is the spec's `process.cwd`; the
+//! primitive makes it when it is missing, as docker does (stage 01 enters
+//! it, last).
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 
-use stage01_uts::exec::DEFAULT_PATH;
-use stage01_uts::{Context, Error, Primitive, explain};
+use stage01_uts::{Context, Error, Phase, Primitive, Root, explain};
 
 use crate::cli::EnvVar;
 
-/// A working directory for when `-w` is not given (an image's WorkingDir,
-/// stage 07), told through the context.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DefaultWorkdir(pub PathBuf);
-
-/// The environment and working directory of COMMAND.
+/// The working directory of COMMAND, made if missing.
 // ANCHOR: environment
 pub struct Environment {
-    vars: Vec<EnvVar>,
-    workdir: Option<PathBuf>,
-    hostname: String,
-    /// The container's root filesystem, where a missing working directory is
-    /// created; `None` for the host's root, where it is not.
-    rootfs: Option<PathBuf>,
-    /// The rootfs is mounted inside the container: make the working
-    /// directory there.
-    create_inside: bool,
+    workdir: PathBuf,
 }
 
 impl Environment {
-    pub fn new(
-        vars: &[EnvVar],
-        workdir: Option<PathBuf>,
-        hostname: String,
-        rootfs: Option<PathBuf>,
-    ) -> Self {
-        Environment {
-            vars: vars.to_vec(),
-            workdir,
-            hostname,
-            rootfs,
-            create_inside: false,
-        }
+    pub fn new(workdir: PathBuf) -> Self {
+        Environment { workdir }
     }
 }
 
@@ -53,45 +30,30 @@ impl Primitive for Environment {
         "environment"
     }
 
+    fn phase(&self) -> Phase {
+        Phase::Process
+    }
+
+    /// A rootfs on the host: a missing working directory is made there, on
+    /// the host, as docker does (inside, the container's user may not be
+    /// able to).
     fn prepare(&mut self, ctx: &mut Context) -> Result<(), Error> {
-        let term = std::env::var("TERM").unwrap_or_else(|_| "xterm".into());
-        let defaults = [
-            ("PATH", DEFAULT_PATH.to_owned()),
-            ("HOME", "/root".to_owned()),
-            ("TERM", term),
-            ("HOSTNAME", self.hostname.clone()),
-        ];
-        ctx.process.env = Some(merge(&defaults, &self.vars, |key| std::env::var(key).ok()));
-        if ctx.fact::<crate::mount::MountedRootfs>().is_some() {
-            // The rootfs exists only inside: `setup` makes the directory.
-            self.create_inside = true;
-        } else if let (Some(root), Some(dir)) = (&self.rootfs, &self.workdir) {
-            // A missing working directory is made in the rootfs, on the host,
-            // as docker does (inside, the container's user may not be able to).
-            crate::volume::mountpoint(root, dir, true)?;
+        if let Root::Dir(root) = &ctx.root {
+            crate::volume::mountpoint(root, &self.workdir, true)?;
         }
         Ok(())
     }
 
-    /// In the container, after pivot_root: the working directory.
+    /// A rootfs made inside: the directory is made there, after pivot_root.
     fn setup(&mut self, ctx: &mut Context) -> Result<(), Error> {
-        let given = ctx.fact::<DefaultWorkdir>().map(|d| &d.0);
-        let Some(dir) = self.workdir.as_ref().or(given) else {
+        if !matches!(ctx.root, Root::Inside(_)) {
             return Ok(());
-        };
-        if self.create_inside || self.workdir.is_none() {
-            std::fs::create_dir_all(dir).map_err(|e| crate::dev::io_error("mkdir", dir, e))?;
         }
-        nix::unistd::chdir(dir.as_path()).map_err(|errno| {
-            Error::syscall(
-                format!("chdir({:?})", dir.display().to_string()),
-                "entering the working directory",
-                errno,
-            )
-        })?;
+        let dir = &self.workdir;
+        std::fs::create_dir_all(dir).map_err(|e| crate::dev::io_error("mkdir", dir, e))?;
         explain!(
-            "chdir({dir:?})" => "ok",
-            "-w: COMMAND starts in its working directory"
+            "mkdir -p {dir:?}" => "ok",
+            "the working directory exists before COMMAND starts in it"
         );
         Ok(())
     }
@@ -101,11 +63,11 @@ impl Primitive for Environment {
 /// Defaults, then `-e` in order; a later value for a key replaces the
 /// earlier one in place. `-e KEY` takes the runtime's value, or drops KEY if
 /// the runtime has none.
-fn merge(
+pub fn merge(
     defaults: &[(&str, String)],
     vars: &[EnvVar],
     runtime: impl Fn(&str) -> Option<String>,
-) -> Vec<OsString> {
+) -> Vec<String> {
     let mut env: Vec<(String, String)> = defaults
         .iter()
         .map(|(k, v)| ((*k).to_owned(), v.clone()))
@@ -122,9 +84,7 @@ fn merge(
             (None, None) => {}
         }
     }
-    env.into_iter()
-        .map(|(k, v)| OsString::from(format!("{k}={v}")))
-        .collect()
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
 #[cfg(test)]

@@ -14,30 +14,72 @@
 //! - [`sys`]: the seam over the mount system calls.
 
 pub mod cli;
+pub mod defaults;
 pub mod dev;
 pub mod env;
 pub mod masked;
 pub mod mount;
+pub mod options;
 pub mod path;
 pub mod pseudofs;
 pub mod rootfs;
 pub mod sys;
 pub mod volume;
 
-use stage01_uts::Container;
+use std::path::PathBuf;
 
-/// Stage 02's container, plus a root filesystem and an environment.
+use stage01_uts::spec::{self, Spec};
+use stage01_uts::{Container, ContainerId, Error, Root};
+
+/// Stage 03's command line as a spec: stage 02's, a root filesystem with
+/// docker's mounts and the volumes, masked and read-only kernel paths, an
+/// environment of its own (docker's defaults, then `-e`), and a working
+/// directory.
+// ANCHOR: spec
+pub fn spec(args: &cli::RunArgs, id: &ContainerId) -> Result<Spec, Error> {
+    let mut spec = stage02_pid::spec(&args.base, id)?;
+    let hostname = spec.hostname().clone().unwrap_or_default();
+    let env = env::merge(&defaults::env(&hostname), &args.env, |key| {
+        std::env::var(key).ok()
+    });
+    let process = spec::process_mut(&mut spec);
+    process.set_env(Some(env));
+    process.set_cwd(args.workdir.clone().unwrap_or_else(|| PathBuf::from("/")));
+    match &args.rootfs {
+        Some(rootfs) => {
+            defaults::root(&mut spec, rootfs);
+            defaults::mounts(&mut spec, &args.volumes);
+        }
+        None if !args.volumes.is_empty() => {
+            return Err(mount::MountError::VolumesWithoutRootfs.into());
+        }
+        None => {}
+    }
+    Ok(spec)
+}
+// ANCHOR_END: spec
+
+/// Stage 02's container, plus a root filesystem and its mounts, and a
+/// working directory.
 // ANCHOR: container
-pub fn container(args: &cli::RunArgs) -> Container {
-    let container = stage02_pid::container(&args.base);
-    let hostname = stage01_uts::hostname(&args.base.base, container.id());
-    container
-        .with(mount::Mount::new(args.rootfs.clone(), args.volumes.clone()))
-        .with(env::Environment::new(
-            &args.env,
-            args.workdir.clone(),
-            hostname.to_string(),
-            args.rootfs.clone(),
-        ))
+pub fn container(spec: &Spec, id: ContainerId) -> Result<Container, Error> {
+    let root = match spec.root() {
+        Some(root) => Root::Dir(root.path().clone()),
+        None => Root::Host,
+    };
+    let workdir = spec
+        .process()
+        .as_ref()
+        .map_or_else(|| PathBuf::from("/"), |p| p.cwd().clone());
+    Ok(stage02_pid::container(spec, id)?
+        .with_root(root)
+        .with(mount::Mount::from_spec(spec))
+        .with(env::Environment::new(workdir)))
 }
 // ANCHOR_END: container
+
+/// A stage 03 container from the command line.
+pub fn build(args: &cli::RunArgs) -> Result<Container, Error> {
+    let id = ContainerId::generate();
+    container(&spec(args, &id)?, id)
+}

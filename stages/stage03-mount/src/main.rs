@@ -14,6 +14,6 @@ fn main() -> ExitCode {
         run_about: "Run COMMAND in its own root filesystem, as PID 1 of new mount, PID and UTS namespaces",
         required: &["rootfs"],
     };
-    cli::run_main(binary, stage03_mount::container)
+    cli::run_main(binary, stage03_mount::build)
 }
 // ANCHOR_END: main

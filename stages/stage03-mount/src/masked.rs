@@ -37,8 +37,8 @@ pub const READ_ONLY: [&str; 5] = [
 
 /// Called after pivot_root: the paths are the container's.
 // ANCHOR: mask_paths
-pub fn mask_paths(sys: &dyn MountSys) -> Result<(), Error> {
-    for path in MASKED {
+pub fn mask_paths(sys: &dyn MountSys, paths: &[String]) -> Result<(), Error> {
+    for path in paths {
         let path = Path::new(path);
         let flags = MsFlags::MS_BIND;
         match sys.mount(Some(Path::new("/dev/null")), path, None, flags, None) {
@@ -73,8 +73,8 @@ pub fn mask_paths(sys: &dyn MountSys) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn read_only_paths(sys: &dyn MountSys) -> Result<(), Error> {
-    for path in READ_ONLY {
+pub fn read_only_paths(sys: &dyn MountSys, paths: &[String]) -> Result<(), Error> {
+    for path in paths {
         let path = Path::new(path);
         match sys.mount(
             Some(path),

@@ -1,19 +1,23 @@
 //! The stage 03 primitive: a mount namespace, and the container's own root
 //! filesystem in it.
 //!
-//! The whole sequence runs in the container's process, in its new mount
-//! namespace, before COMMAND: see [`Mount::setup`]. Everything it mounts
-//! lives in that namespace only, so when the container ends, the kernel
-//! drops all of it: there is nothing to unmount on the host, even after a
-//! failure halfway.
+//! The spec says what to mount (`mounts`: docker's defaults, /proc, /sys,
+//! /dev and the rest, then the volumes) and what to hide (`maskedPaths`,
+//! `readonlyPaths`); this primitive does it, in the container's process, in
+//! its new mount namespace, before COMMAND: see [`Mount::setup`].
+//! Everything it mounts lives in that namespace only, so when the container
+//! ends the kernel drops all of it: there is nothing to unmount on the host,
+//! even after a failure halfway.
 
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
-use stage01_uts::{Context, Error, Primitive, explain};
+use stage01_uts::spec::Spec;
+use stage01_uts::{Context, Error, Phase, Primitive, Root, explain};
 
-use crate::cli::Volume;
-use crate::sys::{Linux, MountSys};
+use crate::options::{self, Options};
+use crate::path::resolve_in_root;
+use crate::sys::{self, Linux, MountSys};
 use crate::{dev, masked, pseudofs, rootfs, volume};
 
 /// What the user asked for that cannot be done.
@@ -44,71 +48,75 @@ impl From<MountError> for Error {
     }
 }
 
-/// The mount namespace and root filesystem.
-// ANCHOR: mount
-pub struct Mount {
-    /// `None`: keep the host's root (only `myruntime` allows this).
-    rootfs: Option<PathBuf>,
-    volumes: Vec<Volume>,
-    sys: Box<dyn MountSys>,
-    /// Made by `prepare` (or by `setup` for a rootfs mounted inside):
-    /// where everything goes.
-    plan: Option<Plan>,
-    /// The rootfs an earlier step mounts inside the container.
-    mounted: Option<PathBuf>,
+/// One mount the spec asks for, its options sorted out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountSpec {
+    pub destination: PathBuf,
+    /// `proc`, `sysfs`, `tmpfs`, `devpts`, `mqueue`, `bind`, ...
+    pub fstype: Option<String>,
+    pub source: Option<PathBuf>,
+    pub options: Options,
 }
 
-/// The mount points, resolved inside the rootfs and created.
-struct Plan {
-    root: PathBuf,
-    proc: PathBuf,
-    sys: PathBuf,
-    dev: PathBuf,
-    volumes: Vec<(Volume, PathBuf)>,
-}
+impl MountSpec {
+    fn from_spec(m: &stage01_uts::spec::Mount) -> MountSpec {
+        MountSpec {
+            destination: m.destination().clone(),
+            fstype: m.typ().clone(),
+            source: m.source().clone(),
+            options: options::parse(m.options().as_deref().unwrap_or_default()),
+        }
+    }
 
-impl Plan {
-    /// Resolve and create every mount point inside `root`; every check comes
-    /// before the first mount point is made, so that refused input leaves the
-    /// rootfs as it was.
-    fn make(root: PathBuf, volumes: &[Volume]) -> Result<Plan, Error> {
-        let targets = volumes
-            .iter()
-            .map(|v| volume::check(&root, v))
-            .collect::<Result<Vec<_>, _>>()?;
-        let dir = |path: &str| volume::mountpoint(&root, Path::new(path), true);
-        Ok(Plan {
-            proc: dir("/proc")?,
-            sys: dir("/sys")?,
-            dev: dir("/dev")?,
-            volumes: volumes
-                .iter()
-                .zip(targets)
-                .map(|(v, target)| {
-                    volume::mountpoint(&root, &v.target, v.source.is_dir())?;
-                    Ok((v.clone(), target))
-                })
-                .collect::<Result<_, Error>>()?,
-            root,
+    fn is_bind(&self) -> bool {
+        self.fstype.as_deref() == Some("bind") || self.options.bind.is_some()
+    }
+
+    /// A bind mount as a volume, for the volume checks and messages.
+    fn as_volume(&self) -> Option<crate::cli::Volume> {
+        self.is_bind().then(|| crate::cli::Volume {
+            source: self.source.clone().unwrap_or_default(),
+            target: self.destination.clone(),
+            read_only: self.options.read_only,
         })
     }
 }
 
-/// The rootfs is mounted at this path by an earlier step, inside the
-/// container's mount namespace (stage 06's overlay); the host side has
-/// nothing of it. Told through the context; when it is, the mount points
-/// are made in `setup`, inside.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountedRootfs(pub PathBuf);
+/// The mount namespace and root filesystem.
+// ANCHOR: mount
+pub struct Mount {
+    mounts: Vec<MountSpec>,
+    masked: Vec<String>,
+    read_only: Vec<String>,
+    sys: Box<dyn MountSys>,
+    /// Where everything goes, once known: on the host in `prepare` for a
+    /// rootfs that is a host directory, inside in `setup` for one an earlier
+    /// phase mounts (stage 06).
+    root: Option<PathBuf>,
+    /// A mount namespace of its own (a root of its own, or mounts).
+    namespace: bool,
+}
 
 impl Mount {
-    pub fn new(rootfs: Option<PathBuf>, volumes: Vec<Volume>) -> Self {
+    /// The mounts, masked and read-only paths a spec asks for.
+    pub fn from_spec(spec: &Spec) -> Self {
+        let linux = spec.linux().as_ref();
+        let list = |v: Option<&Vec<String>>| v.cloned().unwrap_or_default();
         Mount {
-            rootfs,
-            volumes,
+            mounts: spec
+                .mounts()
+                .iter()
+                .flatten()
+                .map(MountSpec::from_spec)
+                .collect(),
+            masked: list(linux.and_then(|l| l.masked_paths().as_ref())),
+            read_only: list(linux.and_then(|l| l.readonly_paths().as_ref())),
             sys: Box::new(Linux),
-            plan: None,
-            mounted: None,
+            root: None,
+            namespace: stage01_uts::spec::has_namespace(
+                spec,
+                stage01_uts::spec::LinuxNamespaceType::Mount,
+            ),
         }
     }
 
@@ -117,6 +125,37 @@ impl Mount {
         self.sys = Box::new(sys);
         self
     }
+
+    /// The bind mounts, as volumes (checked on the host before anything
+    /// starts: their sources are host paths).
+    fn volumes(&self) -> impl Iterator<Item = crate::cli::Volume> + '_ {
+        self.mounts.iter().filter_map(MountSpec::as_volume)
+    }
+
+    /// Whether `m` lies below an earlier mount of the list (`/dev/pts`
+    /// below `/dev`): its mount point can only be made once that one is
+    /// mounted.
+    fn nested(&self, index: usize) -> bool {
+        let destination = &self.mounts[index].destination;
+        self.mounts[..index]
+            .iter()
+            .any(|earlier| destination.starts_with(&earlier.destination))
+    }
+
+    /// Check every volume, then make the mount points the rootfs itself
+    /// holds: every check comes before the first mount point is made, so
+    /// that refused input leaves the rootfs as it was.
+    fn make_mount_points(&self, root: &Path) -> Result<(), Error> {
+        for volume in self.volumes() {
+            volume::check(root, &volume)?;
+        }
+        for (index, m) in self.mounts.iter().enumerate() {
+            if !self.nested(index) {
+                mount_point(root, m)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Primitive for Mount {
@@ -124,57 +163,63 @@ impl Primitive for Mount {
         "mount"
     }
 
-    /// Asked after `prepare`: a rootfs of its own, from the command line or
-    /// mounted by an earlier step, means a mount namespace.
+    fn phase(&self) -> Phase {
+        Phase::Mounts
+    }
+
     fn clone_flags(&self) -> CloneFlags {
-        match (&self.plan, &self.mounted) {
-            (None, None) => CloneFlags::empty(),
-            _ => CloneFlags::CLONE_NEWNS,
+        if self.namespace {
+            CloneFlags::CLONE_NEWNS
+        } else {
+            CloneFlags::empty()
         }
     }
 
     /// On the host, before anything starts: refuse what cannot work, then
-    /// make the mount points.
+    /// make the mount points (for a rootfs the host has).
     fn prepare(&mut self, ctx: &mut Context) -> Result<(), Error> {
-        if let Some(MountedRootfs(root)) = ctx.fact::<MountedRootfs>() {
-            // The rootfs exists only inside the container's mount namespace:
-            // the mount points are made there, in `setup`.
-            for v in &self.volumes {
-                volume::check_source(v)?;
+        match &ctx.root {
+            Root::Host => {
+                if self.volumes().next().is_some() {
+                    return Err(MountError::VolumesWithoutRootfs.into());
+                }
+                Ok(())
             }
-            self.mounted = Some(root.clone());
-            return Ok(());
-        }
-        let Some(rootfs) = &self.rootfs else {
-            if !self.volumes.is_empty() {
-                return Err(MountError::VolumesWithoutRootfs.into());
+            // Only inside the container's mount namespace: the mount points
+            // are made there, in `setup`.
+            Root::Inside(_) => {
+                for volume in self.volumes() {
+                    volume::check_source(&volume)?;
+                }
+                Ok(())
             }
-            return Ok(());
-        };
-        let shown = rootfs.display().to_string();
-        let meta = std::fs::metadata(rootfs).map_err(|_| MountError::RootfsMissing {
-            path: shown.clone(),
-        })?;
-        if !meta.is_dir() {
-            return Err(MountError::RootfsNotADirectory { path: shown }.into());
+            Root::Dir(rootfs) => {
+                let shown = rootfs.display().to_string();
+                let meta = std::fs::metadata(rootfs).map_err(|_| MountError::RootfsMissing {
+                    path: shown.clone(),
+                })?;
+                if !meta.is_dir() {
+                    return Err(MountError::RootfsNotADirectory { path: shown }.into());
+                }
+                // Absolute from here on: the container's process changes
+                // directory.
+                let root = std::fs::canonicalize(rootfs)
+                    .map_err(|_| MountError::RootfsMissing { path: shown })?;
+                self.make_mount_points(&root)?;
+                ctx.root = Root::Dir(root.clone());
+                self.root = Some(root);
+                Ok(())
+            }
         }
-        // Absolute from here on: the container's process changes directory.
-        let root =
-            std::fs::canonicalize(rootfs).map_err(|_| MountError::RootfsMissing { path: shown })?;
-        self.plan = Some(Plan::make(root, &self.volumes)?);
-        Ok(())
     }
 
     /// In the container's process: build its mount table and enter it.
     fn setup(&mut self, ctx: &mut Context) -> Result<(), Error> {
-        if let Some(told) = self.mounted.take() {
-            // Where the earlier step says the rootfs is now, as this process
-            // reaches it (stage 06 tells it again from inside: a path
-            // through its directory's descriptor).
-            let root = ctx.fact::<MountedRootfs>().map_or(told, |m| m.0.clone());
-            self.plan = Some(Plan::make(root, &self.volumes)?);
+        if let Root::Inside(root) = &ctx.root {
+            self.make_mount_points(root)?;
+            self.root = Some(root.clone());
         }
-        let Some(plan) = &self.plan else {
+        let Some(root) = self.root.clone() else {
             return Ok(());
         };
         let sys = self.sys.as_ref();
@@ -183,14 +228,13 @@ impl Primitive for Mount {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
 
         rootfs::make_private(sys)?;
-        rootfs::bind_onto_itself(sys, &plan.root)?;
-        pseudofs::mount_proc(sys, &plan.proc)?;
-        pseudofs::mount_sys(sys, &plan.sys)?;
-        dev::mount_dev(sys, &plan.dev)?;
-        volume::mount_all(sys, &plan.volumes)?;
-        rootfs::pivot_root(sys, &plan.root)?;
-        masked::mask_paths(sys)?;
-        masked::read_only_paths(sys)?;
+        rootfs::bind_onto_itself(sys, &root)?;
+        for m in &self.mounts {
+            mount_one(sys, &root, m)?;
+        }
+        rootfs::pivot_root(sys, &root)?;
+        masked::mask_paths(sys, &self.masked)?;
+        masked::read_only_paths(sys, &self.read_only)?;
         explain!(
             "(mount table ready)" => "ok",
             "the container now sees only its root filesystem and what was mounted into it"
@@ -200,12 +244,88 @@ impl Primitive for Mount {
 }
 // ANCHOR_END: mount
 
+/// The mount point of `m` inside `root`, resolved as the container will see
+/// it and made if missing: a file for a bind of a file, else a directory.
+fn mount_point(root: &Path, m: &MountSpec) -> Result<PathBuf, Error> {
+    let file = m.is_bind() && m.source.as_ref().is_some_and(|s| s.is_file());
+    volume::mountpoint(root, &m.destination, !file)
+}
+
+/// Perform one mount of the spec, at its destination as resolved now (an
+/// earlier mount may have changed what it resolves to).
+// ANCHOR: mount_one
+fn mount_one(sys: &dyn MountSys, root: &Path, m: &MountSpec) -> Result<(), Error> {
+    let target = mount_point(root, m)?;
+    let flags = m.options.flags;
+    let data = m.options.data();
+    match m.fstype.as_deref() {
+        _ if m.is_bind() => {
+            let source = m.source.clone().unwrap_or_default();
+            let recursive = m.options.bind != Some(options::Recursive::No);
+            volume::bind(sys, &source, &target, recursive, m.options.read_only)?;
+        }
+        Some("sysfs") => pseudofs::mount_sys(sys, &target, flags)?,
+        fstype => sys::mount(
+            sys,
+            m.source.as_deref(),
+            &target,
+            fstype,
+            flags,
+            data.as_deref(),
+            why(&m.destination),
+        )?,
+    }
+    if let Some(propagation) = m.options.propagation {
+        sys::mount(
+            sys,
+            None,
+            &target,
+            None,
+            propagation,
+            None,
+            "the propagation the spec asks for",
+        )?;
+    }
+    // A /dev of the container's own gets the devices every container has.
+    if m.destination == Path::new("/dev") && m.fstype.as_deref() == Some("tmpfs") {
+        dev::make_devices(sys, &target)?;
+    }
+    Ok(())
+}
+// ANCHOR_END: mount_one
+
+/// Why a mount of docker's defaults is made, for `--explain` and errors.
+fn why(destination: &Path) -> &'static str {
+    match destination.to_str() {
+        Some("/proc") => {
+            "a procfs mounted from the container's PID namespace shows only its processes"
+        }
+        Some("/dev") => "a /dev of the container's own, instead of the host's with all its disks",
+        Some("/dev/pts") => "a new devpts instance: the container's terminals, not the host's",
+        Some("/dev/shm") => "POSIX shared memory (shm_open) of the container's own",
+        Some("/dev/mqueue") => "POSIX message queues of the container's IPC namespace",
+        _ => "a mount the container's spec asks for",
+    }
+}
+
+/// Where the path `path` (inside the container) is on the host, before
+/// pivot_root: for errors and tests.
+pub fn host_path(root: &Path, path: &Path) -> Result<PathBuf, Error> {
+    resolve_in_root(root, path).map_err(|e| {
+        MountError::Path {
+            what: path.display().to_string(),
+            reason: e.to_string(),
+        }
+        .into()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sys::fake::Recorder;
     use nix::errno::Errno;
-    use stage01_uts::Process;
+    use stage01_uts::{ContainerId, Process};
 
     fn rootfs() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -215,15 +335,24 @@ mod tests {
         dir
     }
 
-    fn prepared(dir: &tempfile::TempDir, volumes: Vec<Volume>, sys: Recorder) -> (Mount, Context) {
-        let mut mount = Mount::new(Some(dir.path().into()), volumes).with_sys(sys);
-        let mut ctx = context();
-        mount.prepare(&mut ctx).unwrap();
-        (mount, ctx)
+    fn spec(volumes: &[&str]) -> Spec {
+        let mut spec = stage01_uts::spec::minimal(vec!["x".into()], vec![]);
+        let volumes: Vec<crate::cli::Volume> = volumes.iter().map(|v| v.parse().unwrap()).collect();
+        crate::defaults::mounts(&mut spec, &volumes);
+        spec
     }
 
-    fn context() -> Context {
-        Context::new(Process::new(vec!["x".into()]))
+    fn context(root: Root) -> Context {
+        let mut ctx = Context::new(ContainerId::generate(), Process::default());
+        ctx.root = root;
+        ctx
+    }
+
+    fn prepared(dir: &tempfile::TempDir, volumes: &[&str], sys: Recorder) -> (Mount, Context) {
+        let mut mount = Mount::from_spec(&spec(volumes)).with_sys(sys);
+        let mut ctx = context(Root::Dir(dir.path().into()));
+        mount.prepare(&mut ctx).unwrap();
+        (mount, ctx)
     }
 
     #[test]
@@ -231,7 +360,7 @@ mod tests {
         let dir = rootfs();
         let sys = Recorder::default();
         let calls = sys.calls.clone();
-        let (mut mount, mut ctx) = prepared(&dir, vec![], sys);
+        let (mut mount, mut ctx) = prepared(&dir, &[], sys);
         mount.setup(&mut ctx).unwrap();
         let calls = calls.borrow();
         let root = std::fs::canonicalize(dir.path()).unwrap();
@@ -268,7 +397,7 @@ mod tests {
         let dir = rootfs();
         let sys = Recorder::default();
         let calls = sys.calls.clone();
-        let (mut mount, mut ctx) = prepared(&dir, vec![], sys);
+        let (mut mount, mut ctx) = prepared(&dir, &[], sys);
         mount.setup(&mut ctx).unwrap();
         let nodes: Vec<String> = calls
             .borrow()
@@ -310,7 +439,7 @@ mod tests {
             ..Recorder::default()
         };
         let calls = sys.calls.clone();
-        let (mut mount, mut ctx) = prepared(&dir, vec![], sys);
+        let (mut mount, mut ctx) = prepared(&dir, &[], sys);
         let err = mount.setup(&mut ctx).unwrap_err();
         assert!(err.to_string().contains("sysfs"), "{err}");
         assert!(calls.borrow().last().unwrap().contains("sysfs"));
@@ -318,35 +447,36 @@ mod tests {
 
     #[test]
     fn bad_rootfs_is_refused_before_anything_starts() {
-        let mut ctx = context();
-        let err = Mount::new(Some("/no/such/rootfs".into()), vec![])
-            .prepare(&mut ctx)
-            .unwrap_err();
+        let mut ctx = context(Root::Dir("/no/such/rootfs".into()));
+        let err = Mount::from_spec(&spec(&[])).prepare(&mut ctx).unwrap_err();
         insta::assert_snapshot!(err.to_string(), @"the root filesystem /no/such/rootfs does not exist; give a directory holding the container's files (scripts/setup-test-env.sh makes one)");
         let file = tempfile::NamedTempFile::new().unwrap();
-        let err = Mount::new(Some(file.path().into()), vec![])
-            .prepare(&mut ctx)
-            .unwrap_err();
+        let mut ctx = context(Root::Dir(file.path().into()));
+        let err = Mount::from_spec(&spec(&[])).prepare(&mut ctx).unwrap_err();
         assert!(err.to_string().contains("is not a directory"), "{err}");
     }
 
     #[test]
     fn volumes_without_a_rootfs_are_refused() {
-        let v: Volume = "/tmp:/data".parse().unwrap();
-        let err = Mount::new(None, vec![v])
-            .prepare(&mut context())
+        let err = Mount::from_spec(&spec(&["/tmp:/data"]))
+            .prepare(&mut context(Root::Host))
             .unwrap_err();
         assert!(err.to_string().contains("--rootfs"), "{err}");
     }
 
     #[test]
-    fn the_hosts_root_needs_no_mount_namespace() {
-        let mut host_root = Mount::new(None, vec![]);
-        host_root.prepare(&mut context()).unwrap();
-        assert_eq!(host_root.clone_flags(), CloneFlags::empty());
+    fn nested_mount_points_wait_for_their_parent() {
         let dir = rootfs();
-        let (own_root, _) = prepared(&dir, vec![], Recorder::default());
-        assert_eq!(own_root.clone_flags(), CloneFlags::CLONE_NEWNS);
+        let (mount, _) = prepared(&dir, &[], Recorder::default());
+        assert!(dir.path().join("proc").is_dir());
+        assert!(
+            !dir.path().join("dev/pts").exists(),
+            "made inside the /dev tmpfs, not in the rootfs"
+        );
+        let nested: Vec<_> = (0..mount.mounts.len())
+            .filter(|&i| mount.nested(i))
+            .collect();
+        assert_eq!(nested.len(), 3, "pts, shm and mqueue");
     }
 
     #[test]
@@ -354,13 +484,11 @@ mod tests {
         let dir = rootfs();
         let merged = dir.path().join("merged");
         std::fs::create_dir(&merged).unwrap();
-        let mut ctx = context();
-        ctx.tell(MountedRootfs(merged.clone()));
+        let mut ctx = context(Root::Inside(merged.clone()));
         let sys = Recorder::default();
         let calls = sys.calls.clone();
-        let mut mount = Mount::new(None, vec![]).with_sys(sys);
+        let mut mount = Mount::from_spec(&spec(&[])).with_sys(sys);
         mount.prepare(&mut ctx).unwrap();
-        assert_eq!(mount.clone_flags(), CloneFlags::CLONE_NEWNS);
         assert!(
             !merged.join("proc").exists(),
             "nothing is made on the host side"

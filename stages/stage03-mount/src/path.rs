@@ -125,6 +125,39 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, ResolveError
 }
 // ANCHOR_END: resolve
 
+/// The container's own files, read from the host before it starts, as the
+/// container will see them: its /etc/passwd for `--user` (stage 04), read
+/// from a root directory here, through an image's layers in stage 06.
+// ANCHOR: root_files
+pub trait RootFiles {
+    /// The text of the file at `path` (a container path), if it has one.
+    fn read(&self, path: &str) -> Option<String>;
+}
+
+/// A root filesystem that is a directory on the host.
+#[derive(Debug, Clone, Copy)]
+pub struct RootDir<'a>(pub &'a Path);
+
+impl RootFiles for RootDir<'_> {
+    fn read(&self, path: &str) -> Option<String> {
+        let host = resolve_in_root(self.0, Path::new(path)).ok()?;
+        let meta = std::fs::symlink_metadata(&host).ok()?;
+        // Only a regular file: a FIFO or device named /etc/passwd would hang
+        // or feed the runtime forever.
+        if !meta.is_file() {
+            return None;
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(std::fs::File::open(host).ok()?, 16 << 20),
+            &mut text,
+        )
+        .ok()?;
+        Some(text)
+    }
+}
+// ANCHOR_END: root_files
+
 /// Why a directory could not be opened inside a root through descriptors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpenError {

@@ -1,4 +1,6 @@
-//! /proc and /sys: the kernel's views of processes and devices.
+//! /sys: the kernel's view of devices. (/proc, the view of processes, is a
+//! plain mount of the spec: a procfs mounted by the container's process, in
+//! its PID namespace, shows the container's processes only.)
 
 use std::path::Path;
 
@@ -9,21 +11,6 @@ use nix::errno::Errno;
 
 use crate::sys::{self, MountSys};
 
-/// A fresh procfs. A procfs instance shows the processes of the PID
-/// namespace it was mounted from: mounted here, by the container's process,
-/// it shows the container's processes only (stage 02's `ps` showed the host's).
-pub fn mount_proc(sys: &dyn MountSys, target: &Path) -> Result<(), Error> {
-    sys::mount(
-        sys,
-        Some(Path::new("proc")),
-        target,
-        Some("proc"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None,
-        "a procfs mounted from the container's PID namespace shows only its processes",
-    )
-}
-
 /// sysfs, read-only: the container may read device information, never
 /// reconfigure the host's devices through it.
 ///
@@ -31,8 +18,7 @@ pub fn mount_proc(sys: &dyn MountSys, target: &Path) -> Result<(), Error> {
 /// namespace it would describe; in a user namespace without a network
 /// namespace of its own (stage 04, rootless) that is refused with EPERM, and
 /// the host's /sys is bound in instead, read-only, as runc does.
-pub fn mount_sys(sys: &dyn MountSys, target: &Path) -> Result<(), Error> {
-    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+pub fn mount_sys(sys: &dyn MountSys, target: &Path, flags: MsFlags) -> Result<(), Error> {
     match sys.mount(Some(Path::new("sysfs")), target, Some("sysfs"), flags, None) {
         Ok(()) => {
             explain!(

@@ -96,29 +96,39 @@ pub fn check(root: &Path, volume: &Volume) -> Result<PathBuf, Error> {
     Ok(target)
 }
 
-/// Bind-mount every volume onto its mount point (before pivot_root, while
-/// host paths are still reachable).
-// ANCHOR: mount_all
-pub fn mount_all(sys: &dyn MountSys, volumes: &[(Volume, PathBuf)]) -> Result<(), Error> {
-    for (volume, target) in volumes {
-        sys::mount(
-            sys,
-            Some(&volume.source),
-            target,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None,
-            "a volume: the same files, seen at a second place",
-        )?;
-        if volume.read_only {
-            // A remount with MS_RDONLY would freeze only the top mount, and
-            // any mount below the source would stay writable.
-            sys::make_read_only(sys, target, ":ro, for the volume and every mount below it")?;
-        }
+/// A bind mount of `source` onto `target` (before pivot_root, while host
+/// paths are still reachable); `recursive` takes the mounts below `source`
+/// along; `read_only` freezes it and them.
+// ANCHOR: bind
+pub fn bind(
+    sys: &dyn MountSys,
+    source: &Path,
+    target: &Path,
+    recursive: bool,
+    read_only: bool,
+) -> Result<(), Error> {
+    let flags = if recursive {
+        MsFlags::MS_BIND | MsFlags::MS_REC
+    } else {
+        MsFlags::MS_BIND
+    };
+    sys::mount(
+        sys,
+        Some(source),
+        target,
+        None,
+        flags,
+        None,
+        "a volume: the same files, seen at a second place",
+    )?;
+    if read_only {
+        // A remount with MS_RDONLY would freeze only the top mount, and
+        // any mount below the source would stay writable.
+        sys::make_read_only(sys, target, ":ro, for the volume and every mount below it")?;
     }
     Ok(())
 }
-// ANCHOR_END: mount_all
+// ANCHOR_END: bind
 
 #[cfg(test)]
 mod tests {
@@ -134,7 +144,7 @@ mod tests {
         let target = check(root.path(), &volume).unwrap();
         mountpoint(root.path(), &volume.target, true).unwrap();
         let sys = Recorder::default();
-        mount_all(&sys, &[(volume, target)]).unwrap();
+        bind(&sys, &volume.source, &target, true, volume.read_only).unwrap();
         let calls = sys.calls.borrow();
         let target = root.path().join("data");
         assert_eq!(

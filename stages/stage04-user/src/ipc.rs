@@ -7,7 +7,7 @@
 //! mounts /dev/mqueue, which from here shows the container's queues only.
 
 use nix::sched::CloneFlags;
-use stage01_uts::Primitive;
+use stage01_uts::{Phase, Primitive};
 
 // ANCHOR: ipc
 pub struct Ipc;
@@ -15,6 +15,10 @@ pub struct Ipc;
 impl Primitive for Ipc {
     fn name(&self) -> &'static str {
         "ipc"
+    }
+
+    fn phase(&self) -> Phase {
+        Phase::Namespaces
     }
 
     fn clone_flags(&self) -> CloneFlags {

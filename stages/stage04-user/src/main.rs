@@ -14,6 +14,6 @@ fn main() -> ExitCode {
         run_about: "Run COMMAND in its own user, IPC, mount, PID and UTS namespaces",
         required: &["rootfs"],
     };
-    cli::run_main(binary, stage04_user::container)
+    cli::run_main(binary, stage04_user::build)
 }
 // ANCHOR_END: main

@@ -1,29 +1,66 @@
 //! `--user`: who COMMAND runs as.
 
-use std::ffi::OsString;
-
 use nix::errno::Errno;
 use nix::unistd::{Gid, Uid};
-use stage01_uts::{Context, Error, Primitive, explain};
+use stage01_uts::spec::{self, Spec};
+use stage01_uts::{Context, Error, Phase, Primitive, explain};
+use stage03_mount::path::RootFiles;
 
-use crate::passwd::{Identity, UserSpec, resolve};
+use crate::passwd::{Identity, MAX_ID, UserSpec, resolve};
 
-/// A user for when `--user` is not given (an image's User, stage 07), told
-/// through the context.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DefaultUser(pub UserSpec);
+/// Resolve `user` (names or numbers) against the container's own
+/// /etc/passwd and /etc/group, and write the ids into the spec
+/// (`process.user`: uid, gid, and every group as `additionalGids`, as
+/// initgroups(3) makes them), with HOME from the user's entry unless `-e
+/// HOME` was given. Done by the generator, before the container exists:
+/// the spec holds numbers, as the OCI spec requires.
+// ANCHOR: apply
+pub fn apply(
+    spec: &mut Spec,
+    user: &UserSpec,
+    files: &dyn RootFiles,
+    home_given: bool,
+) -> Result<(), Error> {
+    let read = |file: &str| files.read(file).unwrap_or_default();
+    let id = resolve(user, &read("/etc/passwd"), &read("/etc/group")).map_err(Error::primitive)?;
+    let process = spec::process_mut(spec);
+    let mut ids = process.user().clone();
+    ids.set_uid(id.uid);
+    ids.set_gid(id.gid);
+    ids.set_additional_gids(Some(id.groups.clone()));
+    process.set_user(ids);
+    if let (Some(home), false) = (&id.home, home_given) {
+        spec::set_env(spec, "HOME", home);
+    }
+    Ok(())
+}
+// ANCHOR_END: apply
 
 /// The container's user, set last, just before exec.
 // ANCHOR: user
 pub struct User {
-    spec: Option<UserSpec>,
-    /// `-e HOME=...` was given: leave HOME alone.
-    home_given: bool,
+    id: Identity,
 }
 
 impl User {
-    pub fn new(spec: Option<UserSpec>, home_given: bool) -> Self {
-        User { spec, home_given }
+    /// The ids the spec's `process.user` gives.
+    pub fn from_spec(spec: &Spec) -> Self {
+        let user = spec.process().as_ref().map(|p| p.user().clone());
+        let (uid, gid, groups) = user.map_or((0, 0, Vec::new()), |u| {
+            (
+                u.uid(),
+                u.gid(),
+                u.additional_gids().clone().unwrap_or_default(),
+            )
+        });
+        User {
+            id: Identity {
+                uid,
+                gid,
+                groups,
+                home: None,
+            },
+        }
     }
 }
 
@@ -32,28 +69,34 @@ impl Primitive for User {
         "user"
     }
 
-    /// In the container, the last step before exec: look the user up in the
-    /// container's own /etc/passwd and /etc/group (its root is `/` by now,
-    /// whatever made it: a directory, an overlay, an image), then become it.
-    /// After this the process may have lost the privileges every other step
-    /// needed.
-    fn setup(&mut self, ctx: &mut Context) -> Result<(), Error> {
-        let default = ctx.fact::<DefaultUser>().map(|u| u.0.clone());
-        let Some(spec) = self.spec.clone().or(default) else {
-            return Ok(());
-        };
-        let read = |file: &str| std::fs::read_to_string(file).unwrap_or_default();
-        let id =
-            resolve(&spec, &read("/etc/passwd"), &read("/etc/group")).map_err(Error::primitive)?;
-        if let (Some(home), false, Some(env)) = (&id.home, self.home_given, &mut ctx.process.env) {
-            env.retain(|kv| !kv.to_string_lossy().starts_with("HOME="));
-            env.push(OsString::from(format!("HOME={home}")));
+    fn phase(&self) -> Phase {
+        Phase::Credentials
+    }
+
+    /// In the container, the last step that needs privilege: become the
+    /// user. After this the process may have lost the privileges every
+    /// other step needed.
+    fn setup(&mut self, _ctx: &mut Context) -> Result<(), Error> {
+        let id = &self.id;
+        // Ids a spec from anywhere may hold: one the kernel reads as
+        // "unchanged" must never reach setresuid.
+        for n in std::iter::once(id.uid)
+            .chain([id.gid])
+            .chain(id.groups.iter().copied())
+        {
+            if n > MAX_ID {
+                return Err(Error::primitive(OutOfRange(n)));
+            }
         }
-        fn not_mapped(what: &'static str, n: u32) -> impl FnOnce(Errno) -> Error {
+        fn not_mapped(
+            call: &'static str,
+            what: &'static str,
+            n: u32,
+        ) -> impl FnOnce(Errno) -> Error {
             move |errno| match errno {
                 Errno::EINVAL => Error::primitive(NotMapped { what, id: n }),
                 errno => Error::syscall(
-                    format!("set{what}({n})"),
+                    format!("{call}({n})"),
                     "switching to the container's user",
                     errno,
                 ),
@@ -61,13 +104,13 @@ impl Primitive for User {
         }
         if crate::userns::setgroups_allowed() {
             let groups: Vec<Gid> = id.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-            nix::unistd::setgroups(&groups).map_err(not_mapped("groups", id.gid))?;
+            nix::unistd::setgroups(&groups).map_err(not_mapped("setgroups", "group", id.gid))?;
         }
         let gid = Gid::from_raw(id.gid);
-        nix::unistd::setresgid(gid, gid, gid).map_err(not_mapped("gid", id.gid))?;
+        nix::unistd::setresgid(gid, gid, gid).map_err(not_mapped("setresgid", "gid", id.gid))?;
         let uid = Uid::from_raw(id.uid);
-        nix::unistd::setresuid(uid, uid, uid).map_err(not_mapped("uid", id.uid))?;
-        verify(&id).map_err(Error::primitive)?;
+        nix::unistd::setresuid(uid, uid, uid).map_err(not_mapped("setresuid", "uid", id.uid))?;
+        verify(id).map_err(Error::primitive)?;
         let (u, g, groups) = (id.uid, id.gid, &id.groups);
         explain!(
             "setresuid({u}), setresgid({g}), setgroups({groups:?})" => "ok",
@@ -151,6 +194,11 @@ struct NotMapped {
     what: &'static str,
     id: u32,
 }
+
+/// An id no process may be switched to.
+#[derive(Debug, thiserror::Error)]
+#[error("the container's user has the id {0}: uids and gids must be in the range 0-2147483647")]
+struct OutOfRange(u32);
 
 #[cfg(test)]
 mod tests {

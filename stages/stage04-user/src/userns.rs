@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::unistd::{Gid, Pid, Uid};
-use stage01_uts::{Context, Error, Primitive, explain};
+use stage01_uts::spec::{self, LinuxIdMapping, LinuxNamespaceType, Spec};
+use stage01_uts::{Context, Error, Phase, Primitive, explain};
 
 use crate::ids::{IdMap, subordinate_ranges};
 
@@ -175,33 +176,7 @@ pub fn plan(request: &Request, host: &Host) -> Result<Option<Plan>, UserNsError>
     };
     if explicit {
         let gid = gidmap(&request.uidmap);
-        let check = |maps: &[IdMap], own_id: u32, ranges: &[(u32, u32)], which, file| {
-            for m in maps {
-                let mine = m.host == own_id && m.size == 1;
-                if !mine && !m.host_within(ranges) {
-                    return Err(UserNsError::NotYours {
-                        which,
-                        map: format!("{}:{}:{}", m.container, m.host, m.size),
-                        own: own_id,
-                        file,
-                    });
-                }
-            }
-            Ok(())
-        };
-        check(&request.uidmap, host.uid, &subuids, "uidmap", "uid")?;
-        check(&gid, host.gid, &subgids, "gidmap", "gid")?;
-        let only_own = request.uidmap.len() == 1
-            && gid.len() == 1
-            && request.uidmap[0].host == host.uid
-            && gid[0].host == host.gid;
-        let writer = if only_own {
-            Writer::Own
-        } else if host.helpers.is_some() {
-            Writer::Helpers
-        } else {
-            return Err(UserNsError::NoHelpers);
-        };
+        let writer = writer_for(&request.uidmap, &gid, host)?;
         return Ok(Some(Plan {
             uid: request.uidmap.clone(),
             gid,
@@ -248,25 +223,117 @@ pub fn plan(request: &Request, host: &Host) -> Result<Option<Plan>, UserNsError>
 }
 // ANCHOR_END: plan
 
-/// The host ids of the container's uid 0 and gid 0 (`None`: not mapped),
-/// told through the context when the container gets a user namespace.
+/// The host ids of the container's uid 0 and gid 0 (`None`: not mapped):
+/// whom the files it must own belong to (stage 06's upper directory).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContainerRoot {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
 }
 
+/// The spec's id maps.
+pub fn maps(spec: &Spec) -> (Vec<IdMap>, Vec<IdMap>) {
+    let convert = |maps: Option<&Vec<LinuxIdMapping>>| -> Vec<IdMap> {
+        maps.into_iter()
+            .flatten()
+            .map(|m| IdMap {
+                container: m.container_id(),
+                host: m.host_id(),
+                size: m.size(),
+            })
+            .collect()
+    };
+    let linux = spec.linux().as_ref();
+    (
+        convert(linux.and_then(|l| l.uid_mappings().as_ref())),
+        convert(linux.and_then(|l| l.gid_mappings().as_ref())),
+    )
+}
+
+/// Who the container's root is on the host, if the spec gives it a user
+/// namespace.
+pub fn container_root(spec: &Spec) -> Option<ContainerRoot> {
+    if !spec::has_namespace(spec, LinuxNamespaceType::User) {
+        return None;
+    }
+    let (uid, gid) = maps(spec);
+    Some(ContainerRoot {
+        uid: IdMap::host_of(&uid, 0),
+        gid: IdMap::host_of(&gid, 0),
+    })
+}
+
+/// Put the planned maps, and a user namespace, into the spec.
+pub fn write_into(spec: &mut Spec, plan: &Plan) {
+    let convert = |maps: &[IdMap]| -> Vec<LinuxIdMapping> {
+        maps.iter()
+            .map(|m| {
+                oci_spec::runtime::LinuxIdMappingBuilder::default()
+                    .container_id(m.container)
+                    .host_id(m.host)
+                    .size(m.size)
+                    .build()
+                    .expect("an id map is valid")
+            })
+            .collect()
+    };
+    let linux = spec::linux_mut(spec);
+    linux.set_uid_mappings(Some(convert(&plan.uid)));
+    linux.set_gid_mappings(Some(convert(&plan.gid)));
+    spec::add_namespace(spec, LinuxNamespaceType::User);
+}
+
+/// Who may write these maps for the runtime's user (a spec from a bundle
+/// brings maps the runtime did not plan): root any; an ordinary user its own
+/// ids directly, its subordinate ids through the helpers, nothing else.
+pub fn writer_for(uid: &[IdMap], gid: &[IdMap], host: &Host) -> Result<Writer, UserNsError> {
+    if host.uid == 0 {
+        return Ok(Writer::Root);
+    }
+    let subuids = subordinate_ranges(&host.subuid, &host.name, host.uid);
+    let subgids = subordinate_ranges(&host.subgid, &host.name, host.uid);
+    let check = |maps: &[IdMap], own_id: u32, ranges: &[(u32, u32)], which, file| {
+        for m in maps {
+            let mine = m.host == own_id && m.size == 1;
+            if !mine && !m.host_within(ranges) {
+                return Err(UserNsError::NotYours {
+                    which,
+                    map: format!("{}:{}:{}", m.container, m.host, m.size),
+                    own: own_id,
+                    file,
+                });
+            }
+        }
+        Ok(())
+    };
+    check(uid, host.uid, &subuids, "uidmap", "uid")?;
+    check(gid, host.gid, &subgids, "gidmap", "gid")?;
+    let only_own =
+        uid.len() == 1 && gid.len() == 1 && uid[0].host == host.uid && gid[0].host == host.gid;
+    if only_own {
+        Ok(Writer::Own)
+    } else if host.helpers.is_some() {
+        Ok(Writer::Helpers)
+    } else {
+        Err(UserNsError::NoHelpers)
+    }
+}
+
 /// The stage 04 primitive.
 // ANCHOR: userns
 pub struct UserNs {
-    request: Request,
+    uid: Vec<IdMap>,
+    gid: Vec<IdMap>,
     plan: Option<Plan>,
 }
 
 impl UserNs {
-    pub fn new(request: Request) -> Self {
+    /// The user namespace and maps the spec asks for.
+    pub fn from_spec(spec: &Spec) -> Self {
+        let (uid, gid) = maps(spec);
         UserNs {
-            request,
+            uid,
+            gid,
             plan: None,
         }
     }
@@ -277,28 +344,25 @@ impl Primitive for UserNs {
         "userns"
     }
 
-    /// Decided before clone: the child is a copy of this process, and must
-    /// know as much as the parent about the maps it is going to get.
-    fn prepare(&mut self, ctx: &mut Context) -> Result<(), Error> {
-        self.plan = plan(&self.request, &Host::current()).map_err(Error::primitive)?;
-        if let Some(plan) = &self.plan {
-            // Who the container's root is on the host, for primitives that
-            // make files it must own (stage 06's overlay upper directory).
-            let root = ContainerRoot {
-                uid: IdMap::host_of(&plan.uid, 0),
-                gid: IdMap::host_of(&plan.gid, 0),
-            };
-            ctx.tell(root);
-        }
+    fn phase(&self) -> Phase {
+        Phase::UserNamespace
+    }
+
+    /// Decided before clone, from the spec and who the runtime is: how the
+    /// maps get written.
+    fn prepare(&mut self, _ctx: &mut Context) -> Result<(), Error> {
+        let writer =
+            writer_for(&self.uid, &self.gid, &Host::current()).map_err(Error::primitive)?;
+        self.plan = Some(Plan {
+            uid: self.uid.clone(),
+            gid: self.gid.clone(),
+            writer,
+        });
         Ok(())
     }
 
-    /// Asked after `prepare`: a plan means a user namespace.
     fn clone_flags(&self) -> CloneFlags {
-        match self.plan {
-            Some(_) => CloneFlags::CLONE_NEWUSER,
-            None => CloneFlags::empty(),
-        }
+        CloneFlags::CLONE_NEWUSER
     }
 
     /// On the host, while the child waits: write its maps.

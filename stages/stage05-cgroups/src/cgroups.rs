@@ -14,11 +14,12 @@ use std::path::PathBuf;
 
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
-use stage01_uts::{Context, Error, Primitive, cli, explain};
+use stage01_uts::spec::Spec;
+use stage01_uts::{Context, Error, Phase, Primitive, cli, explain};
 
 use crate::cgroup::Cgroup;
 use crate::hierarchy::{Mode, delegated_subtree};
-use crate::limits::{LimitError, Limits};
+use crate::limits::Limits;
 use crate::rundir::{OwnerLock, reap_stale, runtime_dir};
 
 /// The default parent of every container's cgroup.
@@ -27,16 +28,34 @@ pub const DEFAULT_PARENT: &str = "myruntime";
 /// The cgroup primitive.
 // ANCHOR: cgroups
 pub struct Cgroups {
-    limits: Result<Limits, LimitError>,
-    parent: Option<PathBuf>,
+    limits: Limits,
+    /// Below the cgroup root (or the delegated subtree, rootless):
+    /// `myruntime/<id>`.
+    path: PathBuf,
+    /// A cgroup namespace of its own, rooted at its cgroup.
+    namespace: bool,
     placed: Option<(Cgroup, OwnerLock)>,
 }
 
 impl Cgroups {
-    pub fn new(limits: Result<Limits, LimitError>, parent: Option<PathBuf>) -> Self {
+    /// The cgroup a spec asks for: its `linux.cgroupsPath` (default
+    /// `myruntime/<id>`), limited by its `linux.resources`.
+    pub fn from_spec(spec: &Spec, id: &str) -> Self {
+        let linux = spec.linux().as_ref();
+        let limits = linux
+            .and_then(|l| l.resources().as_ref())
+            .map_or_else(Limits::default, Limits::from_spec);
+        let path = linux
+            .and_then(|l| l.cgroups_path().clone())
+            .map(|p| p.strip_prefix("/").map(PathBuf::from).unwrap_or(p))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PARENT).join(id));
         Cgroups {
             limits,
-            parent,
+            path,
+            namespace: stage01_uts::spec::has_namespace(
+                spec,
+                stage01_uts::spec::LinuxNamespaceType::Cgroup,
+            ),
             placed: None,
         }
     }
@@ -47,8 +66,12 @@ impl Primitive for Cgroups {
         "cgroups"
     }
 
+    fn phase(&self) -> Phase {
+        Phase::Namespaces
+    }
+
     fn prepare(&mut self, ctx: &mut Context) -> Result<(), Error> {
-        let limits = self.limits.clone().map_err(Error::primitive)?;
+        let limits = self.limits.clone();
         let mode = Mode::detect().ok_or_else(|| Error::primitive(NoCgroupFs))?;
         let uid = nix::unistd::Uid::effective();
         let base = if uid.is_root() {
@@ -82,9 +105,7 @@ impl Primitive for Cgroups {
                 "their runtimes died without removing them; their locks were free"
             );
         }
-        let path = base
-            .join(self.parent.as_deref().unwrap_or(DEFAULT_PARENT.as_ref()))
-            .join(ctx.id.as_str());
+        let path = base.join(&self.path);
         let lock = OwnerLock::acquire(&locks, ctx.id.as_str(), &path).map_err(|e| {
             Error::primitive(LockFailed {
                 dir: rundir.display().to_string(),
@@ -135,7 +156,7 @@ impl Primitive for Cgroups {
     /// In the container, now inside its cgroup: a cgroup namespace rooted
     /// here.
     fn setup(&mut self, _ctx: &mut Context) -> Result<(), Error> {
-        if self.placed.is_none() {
+        if self.placed.is_none() || !self.namespace {
             return Ok(());
         }
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| {
@@ -158,15 +179,10 @@ impl Primitive for Cgroups {
         };
         let oom_kills = cgroup.oom_kills();
         if oom_kills > 0 {
-            let limit = self
-                .limits
-                .as_ref()
-                .ok()
-                .and_then(|l| l.memory)
-                .map_or_else(
-                    || "its memory limit".to_owned(),
-                    |m| format!("its memory limit of {}", crate::cli::Bytes(m)),
-                );
+            let limit = self.limits.memory.map_or_else(
+                || "its memory limit".to_owned(),
+                |m| format!("its memory limit of {}", crate::cli::Bytes(m)),
+            );
             cli::note(format_args!(
                 "the container was killed by the OOM killer: it reached {limit} (--memory); \
                  {oom_kills} process(es) killed"

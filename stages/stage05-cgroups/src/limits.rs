@@ -1,6 +1,17 @@
 //! The limits asked for, checked, in the units the kernel takes.
 
+use oci_spec::runtime::LinuxResources;
+
 use crate::cli::{Bytes, DeviceRate, RunArgs, SwapLimit};
+
+/// A JSON object without its null members (a limit not asked for is
+/// absent from the spec, not null).
+fn strip_nulls(value: &mut serde_json::Value) {
+    if let serde_json::Value::Object(map) = value {
+        map.retain(|_, v| !v.is_null());
+        map.values_mut().for_each(strip_nulls);
+    }
+}
 
 /// docker's floor: below this a container cannot even start its runtime's
 /// own pages, and the kernel OOM-kills it before COMMAND runs.
@@ -81,6 +92,103 @@ impl Limits {
         })
     }
     // ANCHOR_END: from_args
+
+    /// The limits as the spec writes them (`linux.resources`): memory and
+    /// memory+swap in bytes (-1: unlimited swap), the CFS quota and period,
+    /// shares, pids (-1: unlimited), and block I/O.
+    // ANCHOR: to_spec
+    pub fn to_spec(&self) -> LinuxResources {
+        let devices = |rates: &[DeviceRate]| -> Vec<serde_json::Value> {
+            rates
+                .iter()
+                .map(|r| serde_json::json!({"major": r.major, "minor": r.minor, "rate": r.rate}))
+                .collect()
+        };
+        let mut resources = serde_json::json!({});
+        let memory = serde_json::json!({
+            "limit": self.memory,
+            "swap": self.swap.map(|s| match s {
+                Swap::Total(total) => total as i64,
+                Swap::Unlimited => -1,
+            }),
+        });
+        if self.memory.is_some() || self.swap.is_some() {
+            resources["memory"] = memory;
+        }
+        if self.cpu_quota.is_some() || self.cpu_shares.is_some() {
+            resources["cpu"] = serde_json::json!({
+                "quota": self.cpu_quota.map(|(q, _)| q),
+                "period": self.cpu_quota.map(|(_, p)| p),
+                "shares": self.cpu_shares,
+            });
+        }
+        if let Some(pids) = self.pids {
+            resources["pids"] = serde_json::json!({"limit": pids.map_or(-1, |n| n as i64)});
+        }
+        let io = [
+            ("throttleReadBpsDevice", &self.read_bps),
+            ("throttleWriteBpsDevice", &self.write_bps),
+            ("throttleReadIOPSDevice", &self.read_iops),
+            ("throttleWriteIOPSDevice", &self.write_iops),
+        ];
+        if self.io_weight.is_some() || io.iter().any(|(_, r)| !r.is_empty()) {
+            let mut block = serde_json::json!({"weight": self.io_weight});
+            for (key, rates) in io {
+                if !rates.is_empty() {
+                    block[key] = serde_json::Value::Array(devices(rates));
+                }
+            }
+            resources["blockIO"] = block;
+        }
+        strip_nulls(&mut resources);
+        serde_json::from_value(resources).expect("resources are valid")
+    }
+    // ANCHOR_END: to_spec
+
+    /// The limits a spec's `linux.resources` asks for.
+    pub fn from_spec(resources: &LinuxResources) -> Limits {
+        let memory = resources.memory().as_ref();
+        let cpu = resources.cpu().as_ref();
+        let block = resources.block_io().as_ref();
+        let rates =
+            |devices: Option<&Vec<oci_spec::runtime::LinuxThrottleDevice>>| -> Vec<DeviceRate> {
+                devices
+                    .into_iter()
+                    .flatten()
+                    .map(|d| DeviceRate {
+                        device: format!("{}:{}", d.major(), d.minor()).into(),
+                        major: d.major() as u64,
+                        minor: d.minor() as u64,
+                        rate: d.rate(),
+                    })
+                    .collect()
+            };
+        Limits {
+            memory: memory
+                .and_then(|m| m.limit())
+                .and_then(|l| u64::try_from(l).ok()),
+            swap: memory
+                .and_then(|m| m.swap())
+                .map(|s| match u64::try_from(s) {
+                    Ok(total) => Swap::Total(total),
+                    Err(_) => Swap::Unlimited,
+                }),
+            cpu_quota: cpu.and_then(|c| {
+                let quota = u64::try_from(c.quota()?).ok()?;
+                Some((quota, c.period().unwrap_or(CPU_PERIOD_US)))
+            }),
+            cpu_shares: cpu.and_then(|c| c.shares()),
+            pids: resources
+                .pids()
+                .as_ref()
+                .map(|p| u64::try_from(p.limit()).ok().filter(|&n| n > 0)),
+            io_weight: block.and_then(|b| b.weight()),
+            read_bps: rates(block.and_then(|b| b.throttle_read_bps_device().as_ref())),
+            write_bps: rates(block.and_then(|b| b.throttle_write_bps_device().as_ref())),
+            read_iops: rates(block.and_then(|b| b.throttle_read_iops_device().as_ref())),
+            write_iops: rates(block.and_then(|b| b.throttle_write_iops_device().as_ref())),
+        }
+    }
 
     /// The options that asked for a limit, for messages about limits that
     /// could not be applied.
@@ -177,6 +285,48 @@ mod tests {
     fn limits_that_cannot_be_met_are_refused() {
         insta::assert_snapshot!(limits(&["--memory", "1m"]).unwrap_err().to_string(), @"--memory 1m is below the minimum of 6m a container needs to start");
         insta::assert_snapshot!(limits(&["--memory", "64m", "--memory-swap", "32m"]).unwrap_err().to_string(), @"--memory-swap 32m is below --memory 64m; it counts memory plus swap");
+    }
+
+    #[test]
+    fn limits_go_through_the_spec_and_back_unchanged() {
+        let l = limits(&[
+            "--memory",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--cpu-shares",
+            "512",
+            "--pids-limit",
+            "10",
+            "--io-weight",
+            "300",
+        ])
+        .unwrap();
+        let spec = l.to_spec();
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["memory"]["limit"], 64 << 20);
+        assert_eq!(
+            json["memory"]["swap"],
+            128 << 20,
+            "memory plus swap, as docker's --memory-swap"
+        );
+        assert_eq!(json["cpu"]["quota"], 50_000);
+        assert_eq!(json["pids"]["limit"], 10);
+        assert_eq!(Limits::from_spec(&spec), l);
+        let unlimited = limits(&[
+            "--pids-limit",
+            "-1",
+            "--memory",
+            "64m",
+            "--memory-swap",
+            "-1",
+        ])
+        .unwrap();
+        assert_eq!(Limits::from_spec(&unlimited.to_spec()), unlimited);
+        assert_eq!(
+            serde_json::to_value(limits(&[]).unwrap().to_spec()).unwrap(),
+            serde_json::json!({})
+        );
     }
 
     #[test]

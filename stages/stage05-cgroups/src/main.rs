@@ -14,6 +14,6 @@ fn main() -> ExitCode {
         run_about: "Run COMMAND in its own cgroup and namespaces, with the limits given",
         required: &["rootfs"],
     };
-    cli::run_main(binary, stage05_cgroups::container)
+    cli::run_main(binary, stage05_cgroups::build)
 }
 // ANCHOR_END: main

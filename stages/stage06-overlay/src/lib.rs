@@ -6,7 +6,11 @@
 //! directory of its own under the runtime's data directory (`--root`), and
 //! are removed with it.
 //!
-//! - [`overlay`]: the primitive;
+//! The overlay stands in front of the runtime spec, as an engine's
+//! snapshotter does: the layers are not part of the spec, whose `root.path`
+//! is where their overlay appears.
+//!
+//! - [`overlay`]: the primitive, and the layers' files read before it exists;
 //! - [`datadir`]: the data directory, root-only;
 //! - [`cli`]: `--layer`, and the global `--root`.
 
@@ -14,38 +18,45 @@ pub mod cli;
 pub mod datadir;
 pub mod overlay;
 
-use std::path::PathBuf;
+use stage01_uts::spec::Spec;
+use stage01_uts::{Container, ContainerId, Error};
 
-use stage01_uts::Container;
+use crate::overlay::{LayerFiles, Layers, Overlay};
 
-/// Stage 05's container, on an overlay of its rootfs and layers.
-// ANCHOR: container
-pub fn container(args: &cli::RunArgs, store: &cli::StoreArgs) -> Container {
-    container_on(args, store, Vec::new(), None)
+/// Stage 06's command line as a spec: stage 05's, its root the overlay of
+/// `layers` (`root.path`, where the overlay will be), and `--user` resolved
+/// against the files of the layers.
+// ANCHOR: spec
+pub fn spec(args: &cli::RunArgs, id: &ContainerId, layers: &Layers) -> Result<Spec, Error> {
+    let mut args = args.base.clone();
+    args.base.base.rootfs = Some(overlay::merged(&layers.store, id.as_str()));
+    stage05_cgroups::spec(&args, id, &LayerFiles(&layers.lowers))
 }
+// ANCHOR_END: spec
 
-/// [`container`], with an image's layers (lowest first) under any given
-/// with `--rootfs` and `--layer`: how stage 07 runs an image. `hold` is
-/// kept until the container's layers are recorded as in use (stage 07's
-/// hold on its store).
-pub fn container_on(
-    args: &cli::RunArgs,
-    store: &cli::StoreArgs,
-    image_layers: Vec<PathBuf>,
-    hold: Option<Box<dyn std::any::Any>>,
-) -> Container {
-    let lowers: Vec<PathBuf> = image_layers
-        .into_iter()
-        .chain(args.base.base.base.rootfs.clone())
-        .chain(args.layers.iter().cloned())
-        .collect();
-    let mut overlay = overlay::Overlay::new(lowers, store.dir());
-    if let Some(hold) = hold {
-        overlay = overlay.holding(hold);
-    }
-    stage05_cgroups::container(&args.base)
-        // Before stage 03's mount sequence, which uses it as the rootfs (and
-        // after the user namespace, whose root must own the upper directory).
-        .with_first(overlay)
+/// Stage 05's container, on an overlay of `layers`.
+// ANCHOR: container
+pub fn container(spec: &Spec, id: ContainerId, layers: Layers) -> Result<Container, Error> {
+    let overlay = Overlay::from_spec(spec, layers);
+    Ok(stage05_cgroups::container(spec, id)?.with(overlay))
 }
 // ANCHOR_END: container
+
+/// The layers of a command line: `--rootfs` (lowest), then each `--layer`.
+pub fn layers(args: &cli::RunArgs, store: &cli::StoreArgs) -> Layers {
+    Layers {
+        lowers: (args.base.base.base.rootfs.iter())
+            .chain(&args.layers)
+            .cloned()
+            .collect(),
+        store: store.dir(),
+        hold: None,
+    }
+}
+
+/// A stage 06 container from the command line.
+pub fn build(args: &cli::RunArgs, store: &cli::StoreArgs) -> Result<Container, Error> {
+    let id = ContainerId::generate();
+    let layers = layers(args, store);
+    container(&spec(args, &id, &layers)?, id, layers)
+}

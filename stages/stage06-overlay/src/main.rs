@@ -14,6 +14,6 @@ fn main() -> ExitCode {
         run_about: "Run COMMAND on a copy-on-write root filesystem, in its own cgroup and namespaces",
         required: &[],
     };
-    cli::run_main_with(binary, stage06_overlay::container)
+    cli::run_main_with(binary, stage06_overlay::build)
 }
 // ANCHOR_END: main

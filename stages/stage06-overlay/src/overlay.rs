@@ -37,7 +37,7 @@ use std::any::Any;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{OFlag, open};
@@ -45,10 +45,11 @@ use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
-use stage01_uts::{Context, Error, Primitive, explain};
-use stage03_mount::mount::MountedRootfs;
+use stage01_uts::spec::Spec;
+use stage01_uts::{Context, Error, Phase, Primitive, Root, explain};
+use stage03_mount::path::{RootDir, RootFiles};
 use stage03_mount::sys::Linux;
-use stage04_user::userns::ContainerRoot;
+use stage04_user::userns::{ContainerRoot, container_root};
 use stage05_cgroups::rundir::{OwnerLock, held, reap_stale};
 
 use crate::datadir;
@@ -73,6 +74,147 @@ pub const MAX_LAYERS: usize = 500;
 /// host paths, NUL-separated), so that `rmi` can tell an image in use.
 const LOWERS: &str = "lowers";
 
+/// What a container's root filesystem is made of: what an engine hands its
+/// snapshotter. It is not part of the runtime spec, whose `root.path` is
+/// where the result appears ([`merged`]).
+pub struct Layers {
+    /// Lowest first.
+    pub lowers: Vec<PathBuf>,
+    /// The runtime's data directory.
+    pub store: PathBuf,
+    /// Let go of once the lowers are recorded: stage 07's hold on the image
+    /// store, so that `rmi` cannot remove a layer between the moment this
+    /// container chose it and the moment it is listed as in use.
+    pub hold: Option<Box<dyn Any>>,
+}
+
+/// Where the overlay of the container `id` appears, on the host: the spec's
+/// `root.path`.
+pub fn merged(store: &Path, id: &str) -> PathBuf {
+    store.join("containers").join(id).join("merged")
+}
+
+/// The files of a stack of layers as the overlay will show them, read on
+/// the host before it exists (to resolve `--user NAME` from the image's own
+/// /etc/passwd, as containerd reads a snapshot). Each name is looked up in
+/// the highest layer that has it; a whiteout (a 0:0 character device) hides
+/// it, an opaque directory hides what the layers below have under it, and
+/// symbolic links are followed through the merged view, never out of it.
+pub struct LayerFiles<'a>(pub &'a [PathBuf]);
+
+/// Links followed in one lookup at most (the kernel's limit).
+const MAX_LINKS: usize = 40;
+
+impl RootFiles for LayerFiles<'_> {
+    fn read(&self, path: &str) -> Option<String> {
+        let (layer, host) = self.resolve(Path::new(path))?;
+        // Resolved without links, inside one layer: read as a plain
+        // directory would be (a regular file only, bounded).
+        RootDir(&self.0[layer]).read(host.to_str()?)
+    }
+}
+
+impl LayerFiles<'_> {
+    /// The layer that shows `path`, and the path (without links) in it.
+    fn resolve(&self, path: &Path) -> Option<(usize, PathBuf)> {
+        use std::path::Component;
+        let mut pending: Vec<std::ffi::OsString> = Vec::new();
+        let mut links = 0;
+        let mut at = PathBuf::from("/");
+        let push_all = |pending: &mut Vec<std::ffi::OsString>, p: &Path| {
+            for c in p.components().rev() {
+                match c {
+                    Component::Normal(n) => pending.push(n.to_owned()),
+                    Component::ParentDir => pending.push("..".into()),
+                    _ => {}
+                }
+            }
+        };
+        push_all(&mut pending, path);
+        let mut found = None;
+        while let Some(name) = pending.pop() {
+            if name == ".." {
+                at.pop();
+                continue;
+            }
+            let next = at.join(&name);
+            let (layer, meta) = self.lookup(&next)?;
+            let host = self.0[layer].join(next.strip_prefix("/").ok()?);
+            if meta.file_type().is_symlink() {
+                links += 1;
+                if links > MAX_LINKS {
+                    return None;
+                }
+                let target = std::fs::read_link(&host).ok()?;
+                if target.is_absolute() {
+                    at = PathBuf::from("/");
+                }
+                push_all(&mut pending, &target);
+                continue;
+            }
+            if !pending.is_empty() && !meta.is_dir() {
+                return None;
+            }
+            found = Some(layer);
+            at = next;
+        }
+        Some((found?, at))
+    }
+
+    /// The highest layer whose entry at `path` (no links on the way)
+    /// shows in the overlay, and that entry.
+    fn lookup(&self, path: &Path) -> Option<(usize, std::fs::Metadata)> {
+        use std::os::unix::fs::FileTypeExt;
+        let relative = path.strip_prefix("/").ok()?;
+        for (index, layer) in self.0.iter().enumerate().rev() {
+            if let Ok(meta) = std::fs::symlink_metadata(layer.join(relative)) {
+                if meta.file_type().is_char_device() && meta.rdev() == 0 {
+                    return None;
+                }
+                return Some((index, meta));
+            }
+            // Not here: the layers below show through unless a directory
+            // on the way is opaque in this one.
+            let opaque = relative
+                .ancestors()
+                .skip(1)
+                .any(|dir| is_opaque(&layer.join(dir)));
+            if opaque {
+                return None;
+            }
+        }
+        None
+    }
+}
+
+/// Whether overlayfs reads the directory `dir` as opaque.
+fn is_opaque(dir: &Path) -> bool {
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|name| xattr_is_y(dir, name))
+}
+
+fn xattr_is_y(path: &Path, name: &str) -> bool {
+    let (Ok(path), Ok(name)) = (
+        std::ffi::CString::new(path.as_os_str().as_bytes()),
+        std::ffi::CString::new(name),
+    ) else {
+        return false;
+    };
+    let mut value = [0u8; 2];
+    // SAFETY: both strings are NUL-terminated, and the buffer's length is
+    // given; lgetxattr does not follow a final symlink.
+    let n = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    n == 1 && value[0] == b'y'
+}
+
 /// The overlay rootfs of one container.
 // ANCHOR: overlay
 pub struct Overlay {
@@ -82,12 +224,11 @@ pub struct Overlay {
     root: PathBuf,
     /// `<root>/containers/<id>`, once made, and the lock that says whose.
     dir: Option<(PathBuf, OwnerLock)>,
-    /// Mount with `userxattr`: the container has a user namespace, where
-    /// overlayfs may not use trusted.* extended attributes.
-    userxattr: bool,
-    /// Let go of once the lowers are recorded: stage 07's hold on the image
-    /// store, so that `rmi` cannot remove a layer between the moment this
-    /// container chose it and the moment it is listed as in use.
+    /// The container's root on the host, in a user namespace: the owner of
+    /// its writable directories. (Mount with `userxattr` then: overlayfs
+    /// may not use trusted.* extended attributes there.)
+    root_ids: Option<ContainerRoot>,
+    /// See [`Layers::hold`].
     hold: Option<Box<dyn Any>>,
     /// In the container's process: its directory's descriptor, the way to
     /// the merged root until pivot_root (closed at exec).
@@ -95,29 +236,27 @@ pub struct Overlay {
 }
 
 impl Overlay {
-    /// An overlay of `lowers` (lowest first), its writable parts under
-    /// `root`.
-    pub fn new(lowers: Vec<PathBuf>, root: PathBuf) -> Self {
+    /// An overlay of `layers` for a container of `spec`: who owns its
+    /// writable part comes from the spec's user namespace.
+    pub fn from_spec(spec: &Spec, layers: Layers) -> Self {
         Overlay {
-            lowers,
-            root,
+            lowers: layers.lowers,
+            root: layers.store,
             dir: None,
-            userxattr: false,
-            hold: None,
+            root_ids: container_root(spec),
+            hold: layers.hold,
             dir_fd: None,
         }
-    }
-
-    /// Keep `guard` alive until this container's lowers are recorded.
-    pub fn holding(mut self, guard: Box<dyn Any>) -> Self {
-        self.hold = Some(guard);
-        self
     }
 }
 
 impl Primitive for Overlay {
     fn name(&self) -> &'static str {
         "overlay"
+    }
+
+    fn phase(&self) -> Phase {
+        Phase::Rootfs
     }
 
     fn clone_flags(&self) -> CloneFlags {
@@ -173,16 +312,14 @@ impl Primitive for Overlay {
         let dir = containers.join(ctx.id.as_str());
         let lock = OwnerLock::acquire(&containers, ctx.id.as_str(), &dir)
             .map_err(|e| failed(&dir, format!("locking it: {e}")))?;
-        let root_ids = ctx.fact::<ContainerRoot>().copied();
-        if let Err(e) = make_dirs(&dir, &self.lowers, root_ids) {
+        if let Err(e) = make_dirs(&dir, &self.lowers, self.root_ids) {
             let _ = remove(&dir);
             lock.release();
             return Err(failed(&dir, format!("{e}{hint}")));
         }
         // Recorded: from here on `rmi` sees these layers in use.
         drop(self.hold.take());
-        self.userxattr = root_ids.is_some();
-        ctx.tell(MountedRootfs(dir.join("merged")));
+        ctx.root = Root::Inside(dir.join("merged"));
         let (n, shown) = (self.lowers.len(), dir.display());
         let layers = stage01_uts::cli::count(n, "read-only layer");
         explain!(
@@ -220,8 +357,8 @@ impl Primitive for Overlay {
         if self.dir.is_none() {
             return Ok(());
         }
-        let mut fds = ctx.recv_fds(1 + self.lowers.len())?.into_iter();
-        let dir = fds.next().expect("recv_fds returns as many as asked");
+        let mut fds = ctx.take_fds(1 + self.lowers.len())?.into_iter();
+        let dir = fds.next().expect("take_fds returns as many as asked");
         let lowers: Vec<OwnedFd> = fds.collect();
         // Nothing mounted here may reach the host.
         stage03_mount::rootfs::make_private(&Linux)?;
@@ -236,7 +373,7 @@ impl Primitive for Overlay {
         })?;
         let numbers: Vec<i32> = lowers.iter().map(AsRawFd::as_raw_fd).collect();
         let d = dir.as_raw_fd();
-        let options = options(&numbers, d, self.userxattr);
+        let options = options(&numbers, d, self.root_ids.is_some());
         stage03_mount::sys::mount(
             &Linux,
             Some(Path::new("overlay")),
@@ -249,9 +386,7 @@ impl Primitive for Overlay {
         // The mount holds its layers now; the container's directory stays
         // open, the way stage 03 reaches the merged root.
         drop(lowers);
-        ctx.tell(MountedRootfs(PathBuf::from(format!(
-            "/proc/self/fd/{d}/merged"
-        ))));
+        ctx.root = Root::Inside(PathBuf::from(format!("/proc/self/fd/{d}/merged")));
         self.dir_fd = Some(dir);
         Ok(())
     }
@@ -439,7 +574,7 @@ fn open_up(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stage01_uts::Process;
+    use stage01_uts::{ContainerId, Process};
 
     #[test]
     fn lowerdir_lists_the_highest_first() {
@@ -457,9 +592,25 @@ mod tests {
         assert!(options.len() < 4096, "{}", options.len());
     }
 
+    fn overlay(lowers: &[&Path], store: &Path) -> Overlay {
+        let layers = Layers {
+            lowers: lowers.iter().map(|l| l.to_path_buf()).collect(),
+            store: store.into(),
+            hold: None,
+        };
+        Overlay::from_spec(&stage01_uts::spec::minimal(vec![], vec![]), layers)
+    }
+
+    fn context() -> Context {
+        Context::new(
+            ContainerId::generate(),
+            Process::new(vec!["x".into()], vec![]),
+        )
+    }
+
     fn prepared(root: &Path, lower: &Path) -> (Overlay, Context, PathBuf) {
-        let mut ctx = Context::new(Process::new(vec!["x".into()]));
-        let mut overlay = Overlay::new(vec![lower.into()], root.into());
+        let mut ctx = context();
+        let mut overlay = overlay(&[lower], root);
         overlay.prepare(&mut ctx).unwrap();
         let dir = std::fs::canonicalize(root)
             .unwrap()
@@ -483,10 +634,7 @@ mod tests {
             lowers_in_use(root.path()),
             [(ctx.id.as_str().to_owned(), vec![canonical])]
         );
-        assert_eq!(
-            ctx.fact::<MountedRootfs>(),
-            Some(&MountedRootfs(dir.join("merged")))
-        );
+        assert_eq!(ctx.root, Root::Inside(dir.join("merged")));
         overlay.cleanup(&mut ctx).unwrap();
         assert!(!dir.exists(), "the container's directory goes with it");
         assert!(!lock.exists(), "and so does its lock");
@@ -535,9 +683,9 @@ mod tests {
                 self.0.set(true);
             }
         }
-        let mut ctx = Context::new(Process::new(vec!["x".into()]));
-        let mut overlay = Overlay::new(vec![lower.path().into()], root.path().into())
-            .holding(Box::new(Guard(released.clone())));
+        let mut ctx = context();
+        let mut overlay = overlay(&[lower.path()], root.path());
+        overlay.hold = Some(Box::new(Guard(released.clone())));
         assert!(!released.get());
         overlay.prepare(&mut ctx).unwrap();
         assert!(released.get());
@@ -546,14 +694,56 @@ mod tests {
 
     #[test]
     fn missing_layers_are_refused() {
-        let mut ctx = Context::new(Process::new(vec!["x".into()]));
-        let err = Overlay::new(vec![], "/tmp".into())
+        let mut ctx = context();
+        let err = overlay(&[], Path::new("/tmp"))
             .prepare(&mut ctx)
             .unwrap_err();
         insta::assert_snapshot!(err.to_string(), @"give the container a root filesystem: --rootfs DIR, or --layer DIR (repeatable)");
-        let err = Overlay::new(vec!["/no/such/layer".into()], "/tmp".into())
+        let err = overlay(&[Path::new("/no/such/layer")], Path::new("/tmp"))
             .prepare(&mut ctx)
             .unwrap_err();
         assert!(err.to_string().contains("/no/such/layer"), "{err}");
+    }
+
+    #[test]
+    fn layer_files_read_as_the_overlay_will_show_them() {
+        use std::os::unix::fs::symlink;
+        let (low, mid, high) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        for layer in [&low, &mid, &high] {
+            std::fs::create_dir_all(layer.path().join("etc")).unwrap();
+        }
+        std::fs::write(low.path().join("etc/passwd"), "low").unwrap();
+        std::fs::write(low.path().join("etc/group"), "low").unwrap();
+        std::fs::write(low.path().join("etc/hosts"), "low").unwrap();
+        std::fs::write(mid.path().join("etc/passwd"), "mid").unwrap();
+        // A whiteout: a 0:0 character device (needs root to make).
+        let whiteout = nix::sys::stat::mknod(
+            &high.path().join("etc/group"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o600),
+            0,
+        );
+        symlink("passwd", high.path().join("etc/hosts")).unwrap();
+        let lowers = [low.path().into(), mid.path().into(), high.path().into()];
+        let files = LayerFiles(&lowers);
+        assert_eq!(files.read("/etc/passwd").as_deref(), Some("mid"));
+        if whiteout.is_ok() {
+            assert_eq!(files.read("/etc/group"), None, "hidden by a whiteout");
+        }
+        // A link resolves through the merged view: to mid's passwd.
+        assert_eq!(files.read("/etc/hosts").as_deref(), Some("mid"));
+        symlink("/../../etc/passwd", high.path().join("etc/up")).unwrap();
+        assert_eq!(
+            files.read("/etc/up").as_deref(),
+            Some("mid"),
+            "never out of the root"
+        );
+        symlink("loop", high.path().join("etc/loop")).unwrap();
+        assert_eq!(files.read("/etc/loop"), None);
+        assert_eq!(files.read("/etc/shadow"), None);
     }
 }

@@ -1,4 +1,6 @@
-//! An image's configuration, applied to the container that runs it.
+//! An image's configuration, written into the spec of the container that
+//! runs it (the engine's part, before the runtime: containerd's
+//! `WithImageConfig`).
 //!
 //! The config blob says what to run and how: `Entrypoint` and `Cmd` (a
 //! command given on the command line replaces `Cmd`, as with docker), `Env`
@@ -8,10 +10,10 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use stage01_uts::{Context, Error, Primitive, explain};
-use stage03_mount::env::DefaultWorkdir;
+use stage01_uts::spec::{self, Spec};
+use stage01_uts::{Error, explain};
+use stage03_mount::path::RootFiles;
 use stage04_user::passwd::UserSpec;
-use stage04_user::user::DefaultUser;
 
 /// The parts of an OCI image config the runtime uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -34,6 +36,8 @@ pub struct RunConfig {
     pub working_dir: Option<String>,
     #[serde(default)]
     pub user: Option<String>,
+    #[serde(default)]
+    pub stop_signal: Option<String>,
 }
 
 /// An image config that cannot be used.
@@ -72,7 +76,12 @@ impl ImageConfig {
                 return Err(ConfigError::Nul { field });
             }
         }
-        for (field, value) in [("WorkingDir", &run.working_dir), ("User", &run.user)] {
+        let strings = [
+            ("WorkingDir", &run.working_dir),
+            ("User", &run.user),
+            ("StopSignal", &run.stop_signal),
+        ];
+        for (field, value) in strings {
             if value.as_ref().is_some_and(|s| s.contains('\0')) {
                 return Err(ConfigError::Nul { field });
             }
@@ -107,130 +116,128 @@ pub struct Given {
 #[error("the image {0} has no Entrypoint or Cmd: give the command to run after its name")]
 pub struct NoCommand(String);
 
-/// Applies an image's configuration.
+/// Write an image's configuration into the spec a command line made, as
+/// docker does: Entrypoint + (the command given, else Cmd) as the process's
+/// args; the image's Env over the defaults but under `-e`; WorkingDir unless
+/// `-w`; User unless `--user`, resolved against the image's own files.
 // ANCHOR: apply
-pub struct Apply {
-    image: String,
-    config: RunConfig,
-    given: Given,
-}
+pub fn apply(
+    spec: &mut Spec,
+    image: &str,
+    config: &ImageConfig,
+    given: &Given,
+    files: &dyn RootFiles,
+) -> Result<(), Error> {
+    let config = &config.config;
+    let command = if given.command.is_empty() {
+        config.cmd.clone().unwrap_or_default()
+    } else {
+        stage01_uts::cli::utf8("COMMAND", &given.command)?
+    };
+    let args: Vec<String> = (config.entrypoint.iter().flatten().cloned())
+        .chain(command)
+        .collect();
+    if args.is_empty() {
+        return Err(Error::primitive(NoCommand(image.to_owned())));
+    }
+    spec::process_mut(spec).set_args(Some(args));
 
-impl Apply {
-    pub fn new(image: String, config: ImageConfig, given: Given) -> Self {
-        Apply {
-            image,
-            config: config.config,
-            given,
+    for var in config.env.iter().flatten() {
+        let (key, value) = var.split_once('=').unwrap_or((var, ""));
+        if !given.env_keys.iter().any(|k| k == key) {
+            spec::set_env(spec, key, value);
         }
     }
-}
-
-impl Primitive for Apply {
-    fn name(&self) -> &'static str {
-        "image config"
+    if let (false, Some(dir)) = (
+        given.workdir,
+        config.working_dir.as_ref().filter(|d| !d.is_empty()),
+    ) {
+        spec::process_mut(spec).set_cwd(PathBuf::from(dir));
     }
-
-    /// After stage 03 made the environment (defaults, then `-e`).
-    fn prepare(&mut self, ctx: &mut Context) -> Result<(), Error> {
-        let entrypoint = self.config.entrypoint.clone().unwrap_or_default();
-        let command: Vec<OsString> = if self.given.command.is_empty() {
-            self.config
-                .cmd
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .map(OsString::from)
-                .collect()
-        } else {
-            self.given.command.clone()
-        };
-        let args: Vec<OsString> = entrypoint
-            .into_iter()
-            .map(OsString::from)
-            .chain(command)
-            .collect();
-        if args.is_empty() {
-            return Err(Error::primitive(NoCommand(self.image.clone())));
-        }
-        ctx.process.args = args;
-
-        // Image variables replace the defaults, never what -e gave.
-        let env = ctx.process.env.get_or_insert_with(Vec::new);
-        for var in self.config.env.iter().flatten() {
-            let key = var.split_once('=').map_or(var.as_str(), |(k, _)| k);
-            if self.given.env_keys.iter().any(|k| k == key) {
-                continue;
-            }
-            env.retain(|kv| kv.to_string_lossy().split_once('=').map(|(k, _)| k) != Some(key));
-            env.push(OsString::from(var));
-        }
-        if let (false, Some(dir)) = (
-            self.given.workdir,
-            self.config.working_dir.as_ref().filter(|d| !d.is_empty()),
-        ) {
-            ctx.tell(DefaultWorkdir(PathBuf::from(dir)));
-        }
-        let user = self.config.user.as_ref().filter(|u| !u.is_empty());
-        if let (false, Some(user)) = (self.given.user, user) {
-            let spec: UserSpec = user.parse().map_err(Error::primitive)?;
-            ctx.tell(DefaultUser(spec));
-        }
-        let image = &self.image;
-        let shown: Vec<String> = ctx
-            .process
-            .args
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        explain!(
-            "(image config of {image})" => "{shown:?}",
-            "Entrypoint + Cmd (or the command given), Env under -e, WorkingDir, User"
-        );
-        Ok(())
+    let user = config.user.as_ref().filter(|u| !u.is_empty());
+    if let (false, Some(user)) = (given.user, user) {
+        let user: UserSpec = user.parse().map_err(Error::primitive)?;
+        // HOME from the user's entry only if neither -e nor the image set it.
+        let home_given = given.env_keys.iter().any(|k| k == "HOME")
+            || config.env.iter().flatten().any(|v| v.starts_with("HOME="));
+        stage04_user::user::apply(spec, &user, files, home_given)?;
     }
+    if let Some(signal) = config.stop_signal.as_ref().filter(|s| !s.is_empty()) {
+        spec::set_annotation(spec, STOP_SIGNAL, signal);
+    }
+    let shown = spec.process().as_ref().and_then(|p| p.args().clone());
+    explain!(
+        "(image config of {image})" => "{shown:?}",
+        "Entrypoint + Cmd (or the command given), Env under -e, WorkingDir, User"
+    );
+    Ok(())
 }
 // ANCHOR_END: apply
+
+/// The annotation that carries the image's StopSignal to `stop` (stage 08),
+/// under the name containerd gives it.
+pub const STOP_SIGNAL: &str = "org.opencontainers.image.stopSignal";
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stage01_uts::Process;
+    use stage03_mount::path::RootDir;
+    use std::path::Path;
 
     fn config(json: &str) -> ImageConfig {
-        serde_json::from_str(json).unwrap()
+        ImageConfig::parse(json.as_bytes()).unwrap()
     }
 
-    fn applied(json: &str, given: Given) -> Context {
-        let mut ctx = Context::new(Process::new(vec!["alpine".into()]));
-        ctx.process.env = Some(vec![
-            "PATH=/bin".into(),
-            "HOME=/root".into(),
-            "MODE=cli".into(),
-        ]);
-        Apply::new("alpine".into(), config(json), given)
-            .prepare(&mut ctx)
-            .unwrap();
-        ctx
+    fn rootfs() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nnginx:x:101:101::/var/cache/nginx:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("etc/group"),
+            "nginx:x:101:\nwww:x:33:nginx\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    fn applied(json: &str, given: Given) -> Spec {
+        let mut spec = spec::minimal(
+            vec!["alpine".into()],
+            vec!["PATH=/bin".into(), "HOME=/root".into(), "MODE=cli".into()],
+        );
+        let root = rootfs();
+        apply(
+            &mut spec,
+            "nginx",
+            &config(json),
+            &given,
+            &RootDir(root.path()),
+        )
+        .unwrap();
+        spec
+    }
+
+    fn args(spec: &Spec) -> Vec<String> {
+        spec.process().as_ref().unwrap().args().clone().unwrap()
     }
 
     const NGINX: &str = r#"{"config": {"Entrypoint": ["/entry.sh"], "Cmd": ["nginx", "-g", "daemon off;"],
-        "Env": ["PATH=/usr/sbin:/usr/bin", "MODE=image", "NGINX=1.27"], "WorkingDir": "/srv", "User": "101:101"}}"#;
+        "Env": ["PATH=/usr/sbin:/usr/bin", "MODE=image", "NGINX=1.27"], "WorkingDir": "/srv",
+        "User": "nginx", "StopSignal": "SIGQUIT"}}"#;
 
     #[test]
     fn entrypoint_then_cmd_or_the_command_given() {
-        let ctx = applied(NGINX, Given::default());
-        assert_eq!(
-            ctx.process.args,
-            ["/entry.sh", "nginx", "-g", "daemon off;"]
-        );
-        let ctx = applied(
-            NGINX,
-            Given {
-                command: vec!["sh".into()],
-                ..Given::default()
-            },
-        );
-        assert_eq!(ctx.process.args, ["/entry.sh", "sh"]);
+        let spec = applied(NGINX, Given::default());
+        assert_eq!(args(&spec), ["/entry.sh", "nginx", "-g", "daemon off;"]);
+        let given = Given {
+            command: vec!["sh".into()],
+            ..Given::default()
+        };
+        assert_eq!(args(&applied(NGINX, given)), ["/entry.sh", "sh"]);
     }
 
     #[test]
@@ -239,14 +246,8 @@ mod tests {
             env_keys: vec!["MODE".into()],
             ..Given::default()
         };
-        let ctx = applied(NGINX, given);
-        let env: Vec<String> = ctx
-            .process
-            .env
-            .unwrap()
-            .iter()
-            .map(|e| e.to_string_lossy().into_owned())
-            .collect();
+        let spec = applied(NGINX, given);
+        let env = spec::env(&spec);
         assert!(env.contains(&"PATH=/usr/sbin:/usr/bin".into()), "{env:?}");
         assert!(env.contains(&"MODE=cli".into()), "-e wins: {env:?}");
         assert!(env.contains(&"NGINX=1.27".into()));
@@ -254,22 +255,24 @@ mod tests {
     }
 
     #[test]
-    fn workdir_and_user_unless_given() {
-        let ctx = applied(NGINX, Given::default());
-        assert_eq!(
-            ctx.fact::<DefaultWorkdir>(),
-            Some(&DefaultWorkdir("/srv".into()))
-        );
-        assert_eq!(ctx.fact::<DefaultUser>().unwrap().0.user, "101");
-        let ctx = applied(
-            NGINX,
-            Given {
-                workdir: true,
-                user: true,
-                ..Given::default()
-            },
-        );
-        assert!(ctx.fact::<DefaultWorkdir>().is_none() && ctx.fact::<DefaultUser>().is_none());
+    fn workdir_user_and_stop_signal_unless_given() {
+        let spec = applied(NGINX, Given::default());
+        let process = spec.process().as_ref().unwrap();
+        assert_eq!(process.cwd(), Path::new("/srv"));
+        let user = process.user();
+        assert_eq!((user.uid(), user.gid()), (101, 101));
+        assert_eq!(user.additional_gids().as_deref(), Some(&[101, 33][..]));
+        assert_eq!(spec::get_env(&spec, "HOME"), Some("/var/cache/nginx"));
+        assert_eq!(spec::annotation(&spec, STOP_SIGNAL), Some("SIGQUIT"));
+        let given = Given {
+            workdir: true,
+            user: true,
+            ..Given::default()
+        };
+        let spec = applied(NGINX, given);
+        let process = spec.process().as_ref().unwrap();
+        assert_eq!(process.cwd(), Path::new("/"));
+        assert_eq!(process.user().uid(), 0);
     }
 
     #[test]
@@ -281,6 +284,7 @@ mod tests {
             r#"{"config": {"Env": ["=x"]}}"#,
             r#"{"config": {"User": "4294967295"}}"#,
             r#"{"config": {"WorkingDir": "/a\u0000"}}"#,
+            r#"{"config": {"StopSignal": "TERM\u0000"}}"#,
             r#"{"config": {"Cmd": "not a list"}}"#,
             "[]",
         ] {
@@ -290,10 +294,16 @@ mod tests {
 
     #[test]
     fn nothing_to_run_is_refused() {
-        let mut ctx = Context::new(Process::new(vec![]));
-        let err = Apply::new("scratch".into(), config("{}"), Given::default())
-            .prepare(&mut ctx)
-            .unwrap_err();
+        let mut spec = spec::minimal(vec![], vec![]);
+        let root = rootfs();
+        let err = apply(
+            &mut spec,
+            "scratch",
+            &config("{}"),
+            &Given::default(),
+            &RootDir(root.path()),
+        )
+        .unwrap_err();
         insta::assert_snapshot!(err.to_string(), @"the image scratch has no Entrypoint or Cmd: give the command to run after its name");
     }
 }

@@ -12,7 +12,7 @@
 //! - [`archive`], [`unpack`]: layers: a strict tar reader, whiteouts,
 //!   containment through descriptors, bounds;
 //! - [`store`]: the store on disk;
-//! - [`config`]: the image's config, applied as a primitive;
+//! - [`config`]: the image's config, written into the spec;
 //! - [`reference`], [`auth`]: names and credentials;
 //! - [`cli`]: the verbs.
 
@@ -31,8 +31,12 @@ pub mod unpack;
 
 use std::process::{Command, Stdio};
 
-use stage01_uts::{Error, ExitStatus};
+use std::path::PathBuf;
+
+use stage01_uts::spec::Spec;
+use stage01_uts::{Container, ContainerId, Error, ExitStatus};
 use stage06_overlay::cli::StoreArgs;
+use stage06_overlay::overlay::Layers;
 
 use crate::cli::{PullArgs, RegistryArgs, RmiArgs, RunArgs};
 use crate::store::Store;
@@ -41,10 +45,28 @@ use crate::store::Store;
 /// is the image and the rest, if any, the command.
 // ANCHOR: run
 pub fn run(args: &RunArgs, store: &StoreArgs) -> Result<ExitStatus, Error> {
+    build(args, store)?.run()
+}
+// ANCHOR_END: run
+
+/// The container `run` starts.
+pub fn build(args: &RunArgs, store: &StoreArgs) -> Result<Container, Error> {
+    let id = ContainerId::generate();
+    let (spec, layers) = spec(args, store, &id)?;
+    stage06_overlay::container(&spec, id, layers)
+}
+
+/// Stage 07's command line as a spec, and the layers under it: stage 06's
+/// for `--rootfs`/`--layer`; for an image, its layers (found, else pulled)
+/// under any given, and its config written into the spec.
+// ANCHOR: spec
+pub fn spec(args: &RunArgs, store: &StoreArgs, id: &ContainerId) -> Result<(Spec, Layers), Error> {
     let stage03 = &args.base.base.base.base; // stage 06 → 05 → 04 → 03
     let stage01 = &stage03.base.base; // → 02 → 01
+    let mut layers = stage06_overlay::layers(&args.base, store);
     if stage03.rootfs.is_some() || !args.base.layers.is_empty() {
-        return stage06_overlay::container(&args.base, store).run();
+        let spec = stage06_overlay::spec(&args.base, id, &layers)?;
+        return Ok((spec, layers));
     }
     let (image, command) = stage01
         .command
@@ -53,17 +75,43 @@ pub fn run(args: &RunArgs, store: &StoreArgs) -> Result<ExitStatus, Error> {
     let image = image.to_string_lossy().into_owned();
     let reference =
         reference::parse(&image).map_err(|_| Error::primitive(NotAnImage(image.clone())))?;
-    let dir = store.dir();
-    let store_ = Store::open(&dir).map_err(Error::primitive)?;
+    let (config, lowers, using) = find_or_pull(&reference, &image, &args.registry, store)?;
     // Held from the lookup, through a pull if the image is missing, until
     // the container's layers are recorded (stage 06 lets go of it then):
-    // `rmi` cannot remove them in between. (The pull's own process takes
-    // the same lock shared too; shared locks do not wait for each other.)
+    // `rmi` cannot remove them in between.
+    layers.lowers = lowers;
+    layers.hold = Some(Box::new(using));
+    let mut spec = stage06_overlay::spec(&args.base, id, &layers)?;
+    let given = config::Given {
+        command: command.to_vec(),
+        env_keys: stage03.env.iter().map(|v| v.key.clone()).collect(),
+        workdir: stage03.workdir.is_some(),
+        user: args.base.base.base.user.is_some(),
+    };
+    let files = stage06_overlay::overlay::LayerFiles(&layers.lowers);
+    let short = reference::short(&reference);
+    config::apply(&mut spec, &short, &config, &given, &files)?;
+    Ok((spec, layers))
+}
+// ANCHOR_END: spec
+
+/// The image's config and layers (lowest first), pulled first if the store
+/// does not have it, and the hold on the store that keeps them there.
+fn find_or_pull(
+    reference: &reference::Reference,
+    image: &str,
+    registry: &RegistryArgs,
+    store: &StoreArgs,
+) -> Result<(config::ImageConfig, Vec<PathBuf>, store::Lock), Error> {
+    let dir = store.dir();
+    let store_ = Store::open(&dir).map_err(Error::primitive)?;
+    // The pull's own process takes the same lock shared too; shared locks
+    // do not wait for each other.
     let using = store_.using().map_err(Error::primitive)?;
     let find = || {
         store_
             .find(
-                &reference::repository(&reference),
+                &reference::repository(reference),
                 reference.tag(),
                 reference.digest(),
             )
@@ -72,11 +120,10 @@ pub fn run(args: &RunArgs, store: &StoreArgs) -> Result<ExitStatus, Error> {
     let record = match find()? {
         Some(record) => record,
         None => {
-            pull_in_child(&image, &args.registry, store)?;
-            find()?.ok_or_else(|| Error::primitive(store::StoreError::NotFound(image.clone())))?
+            pull_in_child(image, registry, store)?;
+            find()?.ok_or_else(|| Error::primitive(store::StoreError::NotFound(image.into())))?
         }
     };
-    let store_ = Store::open(&dir).map_err(Error::primitive)?;
     let config_bytes = store_
         .read_blob(&record.config, manifest::CONFIG_MAX)
         .map_err(Error::primitive)?;
@@ -87,21 +134,8 @@ pub fn run(args: &RunArgs, store: &StoreArgs) -> Result<ExitStatus, Error> {
         })
     })?;
     let layers = record.layers.iter().map(|d| store_.layer_path(d)).collect();
-    let given = config::Given {
-        command: command.to_vec(),
-        env_keys: stage03.env.iter().map(|v| v.key.clone()).collect(),
-        workdir: stage03.workdir.is_some(),
-        user: args.base.base.base.user.is_some(),
-    };
-    stage06_overlay::container_on(&args.base, store, layers, Some(Box::new(using)))
-        .with(config::Apply::new(
-            reference::short(&reference),
-            config,
-            given,
-        ))
-        .run()
+    Ok((config, layers, using))
 }
-// ANCHOR_END: run
 
 /// `run X` where X is no image reference.
 #[derive(Debug, thiserror::Error)]

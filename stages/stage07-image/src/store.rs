@@ -519,16 +519,23 @@ mod tests {
 
     #[test]
     fn an_image_in_use_by_a_live_container_is_not_removed_a_dead_ones_is() {
-        use stage01_uts::{Context, Primitive, Process};
+        use stage01_uts::{ContainerId, Context, Primitive, Process};
+        use stage06_overlay::overlay::{Layers, Overlay};
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         fs::create_dir_all(store.layer_path(&d("a"))).unwrap();
         store.add(record("latest", &["a"])).unwrap();
-        let mut ctx = Context::new(Process::new(vec!["x".into()]));
-        let mut overlay = stage06_overlay::overlay::Overlay::new(
-            vec![store.layer_path(&d("a"))],
-            dir.path().into(),
+        let mut ctx = Context::new(
+            ContainerId::generate(),
+            Process::new(vec!["x".into()], vec![]),
         );
+        let layers = Layers {
+            lowers: vec![store.layer_path(&d("a"))],
+            store: dir.path().into(),
+            hold: None,
+        };
+        let spec = stage01_uts::spec::minimal(vec![], vec![]);
+        let mut overlay = Overlay::from_spec(&spec, layers);
         overlay.prepare(&mut ctx).unwrap();
         let err = store
             .remove("docker.io/library/alpine", None, None, "alpine")
