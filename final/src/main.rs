@@ -1,8 +1,9 @@
 //! `myruntime`: the full runtime, composed from the workbook's stages.
 //!
 //! Each stage's crate owns one primitive; `myruntime` composes them and adds
-//! nothing of its own to the start sequence. Today it is stage 07's command
-//! line: `run`, `pull`, `images`, `rmi`.
+//! nothing of its own to the start sequence. Today it is stage 08's command
+//! line: a container's life (`run`, `create`, `start`, `exec`, `ps`, `logs`,
+//! `stop`, `rm` …) and stage 07's images (`pull`, `images`, `rmi`).
 
 use std::process::ExitCode;
 
@@ -10,7 +11,7 @@ use stage01_uts::cli::Binary;
 
 // ANCHOR: main
 fn main() -> ExitCode {
-    stage07_image::cli::main(Binary {
+    stage08_lifecycle::cli::main(Binary {
         name: "myruntime",
         version: env!("CARGO_PKG_VERSION"),
         about: "myruntime: a Linux container runtime written from scratch",

@@ -242,6 +242,11 @@ fn subid_files() -> std::sync::MutexGuard<'static, ()> {
 extern "C" fn delete_users_at_exit() {
     if let Ok(made) = USERS_MADE.lock() {
         for name in made.iter() {
+            // The runtime directory the runtime made for the user (rootless:
+            // /tmp/myruntime-UID without an XDG_RUNTIME_DIR) goes with it.
+            if let Ok(Some(user)) = nix::unistd::User::from_name(name) {
+                let _ = fs::remove_dir_all(format!("/tmp/myruntime-{}", user.uid));
+            }
             let _ = std::process::Command::new("userdel").arg(name).status();
         }
     }
@@ -427,8 +432,14 @@ pub fn remove_runtime_leftovers_at_exit() {
     extern "C" fn cleanup() {
         // Only if empty: a container may still be using it.
         remove_cgroup("myruntime", false);
-        let _ = fs::remove_dir("/run/myruntime/cgroups");
-        let _ = fs::remove_dir("/run/myruntime");
+        // Root's runtime directory, and nobody's (the unprivileged tests
+        // run as nobody): each only if nothing is left in it.
+        for dir in ["/run/myruntime", "/tmp/myruntime-65534"] {
+            for sub in ["cgroups", "containers"] {
+                let _ = fs::remove_dir(format!("{dir}/{sub}"));
+            }
+            let _ = fs::remove_dir(dir);
+        }
     }
     // SAFETY: registering a plain extern "C" function.
     ONCE.call_once(|| unsafe {

@@ -266,6 +266,62 @@ pub const MILESTONES: &[Milestone] = &[
         title: "a layer that lies (metadata through symlinks, bad whiteouts, bombs, forged overlay attributes, escapes) is refused or kept inside; set-id files stay out of host users' reach",
         chapter: "book/src/stage07-image.md",
     },
+    Milestone {
+        id: "08.1",
+        suite: "stage08",
+        module: "m1_spec",
+        title: "a container is data: the command line becomes an OCI runtime spec, made without running, started by another process",
+        chapter: "book/src/stage08-lifecycle.md",
+    },
+    Milestone {
+        id: "08.2",
+        suite: "stage08",
+        module: "m2_detach",
+        title: "detached containers outlive the command and its terminal; names, ids and prefixes find them; --rm",
+        chapter: "book/src/stage08-lifecycle.md",
+    },
+    Milestone {
+        id: "08.3",
+        suite: "stage08",
+        module: "m3_logs",
+        title: "output kept after exit, stdout and stderr apart, followed, capped and rotated",
+        chapter: "book/src/stage08-lifecycle.md",
+    },
+    Milestone {
+        id: "08.4",
+        suite: "stage08",
+        module: "m4_exec",
+        title: "exec joins every namespace, the cgroup and the root of a running container; -e, -w, -u, -t, -d",
+        chapter: "book/src/stage08-lifecycle.md",
+    },
+    Milestone {
+        id: "08.5",
+        suite: "stage08",
+        module: "m5_control",
+        title: "stop (stop signal, grace, SIGKILL), kill, wait, pause and unpause, restart, rm",
+        chapter: "book/src/stage08-lifecycle.md",
+    },
+    Milestone {
+        id: "08.6",
+        suite: "stage08",
+        module: "m6_inspect",
+        title: "ps, inspect, stats and top say what the kernel says",
+        chapter: "book/src/stage08-lifecycle.md",
+    },
+    Milestone {
+        id: "08.7",
+        suite: "stage08",
+        module: "m7_recovery",
+        title: "the monitor, the runtime or PID 1 killed at any moment: the next command reconciles, nothing is left",
+        chapter: "book/src/stage08-lifecycle.md",
+    },
+    Milestone {
+        id: "08.8",
+        suite: "stage08",
+        module: "m8_stress",
+        title: "fifty containers at once: a fork bomb and a memory hog held by their limits, the rest finish; rm -f leaves nothing",
+        chapter: "book/src/stage08-lifecycle.md",
+    },
 ];
 
 /// The suites, in order, each once.

@@ -5,7 +5,7 @@
 use assert_cmd::Command;
 use rstest::rstest;
 
-const BINARIES: [&str; 8] = [
+const BINARIES: [&str; 9] = [
     "stage01-uts",
     "stage02-pid",
     "stage03-mount",
@@ -13,6 +13,7 @@ const BINARIES: [&str; 8] = [
     "stage05-cgroups",
     "stage06-overlay",
     "stage07-image",
+    "stage08-lifecycle",
     "myruntime",
 ];
 
@@ -34,6 +35,7 @@ fn help_is_reviewed(
         "stage02-pid",
         "stage03-mount",
         "stage04-user",
+        "stage08-lifecycle",
         "myruntime"
     )]
     bin: &str,
@@ -81,6 +83,31 @@ fn usage_errors_are_one_reviewed_line_and_125(#[case] case: &str, #[case] args: 
     // One snapshot per case, every binary's line in it: where the stages
     // differ (an option a stage does not know yet), the snapshot shows how.
     insta::assert_snapshot!(format!("usage-{case}"), lines.concat());
+}
+
+/// The verbs of a container's life (stage 08 on): usage errors are one
+/// line and 125, as docker's; a refused container is 1 (the suite's).
+#[rstest]
+#[case::stop_nothing("stop_nothing", &["stop"][..])]
+#[case::exec_no_command("exec_no_command", &["exec", "web"][..])]
+#[case::exec_relative_workdir("exec_relative_workdir", &["exec", "-w", "tmp", "web", "true"][..])]
+#[case::bad_tail("bad_tail", &["logs", "--tail", "some", "web"][..])]
+#[case::bad_log_opt("bad_log_opt", &["run", "-d", "--log-opt", "max-file=0", "--rootfs", "/", "true"][..])]
+#[case::bad_format("bad_format", &["ps", "--format", "yaml"][..])]
+fn lifecycle_usage_errors_are_one_reviewed_line_and_125(#[case] case: &str, #[case] args: &[&str]) {
+    let mut lines = Vec::new();
+    for bin in ["stage08-lifecycle", "myruntime"] {
+        let out = run(bin, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{bin} {args:?}: {stderr}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{bin} {args:?}: one line:\n{stderr}"
+        );
+        lines.push(stderr.into_owned());
+    }
+    insta::assert_snapshot!(format!("lifecycle-{case}"), lines.concat());
 }
 
 #[rstest]

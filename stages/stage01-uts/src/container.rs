@@ -421,11 +421,14 @@ impl Container {
             }
         }
 
-        // 4. Release the child; it sets itself up and says Ready.
+        // 4. Release the child; it sets itself up and says Ready. What it
+        //    sends before (stage 08's terminal) is kept for the caller.
         let channel = self.ctx.channel.take().expect("set above");
+        let mut fds = Vec::new();
         let answer = channel
             .send(&Message::Released)
-            .and_then(|()| channel.expect("Ready", &mut Vec::new()));
+            .and_then(|()| channel.expect("Ready", &mut fds));
+        self.ctx.received.extend(fds);
         match answer {
             Ok(Message::Ready) => Ok((child, channel)),
             Ok(failed) => {
@@ -530,6 +533,12 @@ impl Created {
 
     pub fn id(&self) -> &ContainerId {
         &self.container.ctx.id
+    }
+
+    /// The descriptors the container's process sent while it was set up
+    /// (stage 08's terminal), in order.
+    pub fn take_received(&mut self) -> Vec<OwnedFd> {
+        self.container.ctx.received.drain(..).collect()
     }
 
     /// Let the first process execute COMMAND; returns once it has (or

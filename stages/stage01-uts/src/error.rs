@@ -60,6 +60,15 @@ pub enum Error {
     #[error("the container's process was killed by {signal} before it ran the command")]
     KilledInSetup { signal: nix::sys::signal::Signal },
 
+    /// An error that a verb reports with an exit status of its own (docker
+    /// exits 1 for "no such container", say, where a failed start is 125).
+    #[error("{source}")]
+    WithCode {
+        code: u8,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// An error reported by the container's process, relayed to the host side
     /// (see [`crate::container`]: the child sends it as a Failed message).
     #[error("{message}")]
@@ -90,7 +99,9 @@ impl Error {
         match self {
             Error::CommandNotFound { .. } => EXIT_NOT_FOUND,
             Error::CannotExecute { .. } => EXIT_CANNOT_EXECUTE,
-            Error::Relayed { code, .. } | Error::Reported(code) => *code,
+            Error::Relayed { code, .. } | Error::Reported(code) | Error::WithCode { code, .. } => {
+                *code
+            }
             Error::KilledInSetup { signal } => 128 + *signal as u8,
             _ => EXIT_RUNTIME,
         }

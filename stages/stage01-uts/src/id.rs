@@ -31,6 +31,24 @@ impl ContainerId {
     }
 }
 
+impl std::str::FromStr for ContainerId {
+    type Err = crate::cli::InvalidValue;
+
+    /// A stored id (a directory's name, a state file's field): exactly 64
+    /// lower-case hex digits, so that it is safe as a path component.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex = |c: u8| c.is_ascii_digit() || (b'a'..=b'f').contains(&c);
+        if s.len() != 64 || !s.bytes().all(hex) {
+            return crate::cli::InvalidValue::refuse(
+                "container id",
+                s,
+                "an id is 64 lower-case hex digits",
+            );
+        }
+        Ok(ContainerId(s.to_owned()))
+    }
+}
+
 impl fmt::Display for ContainerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -72,6 +90,21 @@ mod tests {
                 .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
         );
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn only_full_lower_case_ids_parse() {
+        let id = ContainerId::generate();
+        assert_eq!(id.as_str().parse::<ContainerId>().unwrap(), id);
+        for bad in [
+            "",
+            "abc",
+            "../etc",
+            &id.as_str().to_uppercase(),
+            &format!("{id}0"),
+        ] {
+            assert!(bad.parse::<ContainerId>().is_err(), "{bad}");
+        }
     }
 
     #[test]

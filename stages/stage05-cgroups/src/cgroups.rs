@@ -61,6 +61,39 @@ impl Cgroups {
     }
 }
 
+/// Where the cgroups of this runtime's containers go below the hierarchy's
+/// root: the root itself for root; for an ordinary user the subtree
+/// systemd delegated to it (`None`: none, so no cgroup at all).
+fn base(mode: Mode) -> Option<PathBuf> {
+    let uid = nix::unistd::Uid::effective();
+    if uid.is_root() {
+        return Some(PathBuf::new());
+    }
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    delegated_subtree(mode, uid.as_raw(), &own)
+}
+
+/// The cgroup of the container `id` made from `spec`, on this host (it may
+/// exist or not): what `stats`, `top`, `pause` and `exec` (stage 08) reach.
+pub fn locate(spec: &Spec, id: &str) -> Option<Cgroup> {
+    let mode = Mode::detect()?;
+    let path = base(mode)?.join(Cgroups::from_spec(spec, id).path);
+    Some(Cgroup::load(mode, &path))
+}
+
+/// Remove the cgroups whose runtimes died (their owner locks are free),
+/// killing what is left in them first. Returns how many went.
+pub fn reap() -> usize {
+    let Some(mode) = Mode::detect() else {
+        return 0;
+    };
+    reap_stale(&runtime_dir().join("cgroups"), |path| {
+        let stale = Cgroup::load(mode, path);
+        stale.kill_all();
+        stale.remove().is_ok()
+    })
+}
+
 impl Primitive for Cgroups {
     fn name(&self) -> &'static str {
         "cgroups"
@@ -73,32 +106,19 @@ impl Primitive for Cgroups {
     fn prepare(&mut self, ctx: &mut Context) -> Result<(), Error> {
         let limits = self.limits.clone();
         let mode = Mode::detect().ok_or_else(|| Error::primitive(NoCgroupFs))?;
-        let uid = nix::unistd::Uid::effective();
-        let base = if uid.is_root() {
-            PathBuf::new()
-        } else {
-            let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-            match delegated_subtree(mode, uid.as_raw(), &own) {
-                Some(base) => base,
-                None => {
-                    let asked = limits.asked();
-                    if !asked.is_empty() {
-                        cli::warn(format_args!(
-                            "rootless on {mode} with no cgroup delegated to you: not applied: {}",
-                            asked.join(", ")
-                        ));
-                    }
-                    return Ok(());
-                }
+        let Some(base) = base(mode) else {
+            let asked = limits.asked();
+            if !asked.is_empty() {
+                cli::warn(format_args!(
+                    "rootless on {mode} with no cgroup delegated to you: not applied: {}",
+                    asked.join(", ")
+                ));
             }
+            return Ok(());
         };
         let rundir = runtime_dir();
         let locks = rundir.join("cgroups");
-        let reaped = reap_stale(&locks, |path| {
-            let stale = Cgroup::load(mode, path);
-            stale.kill_all();
-            stale.remove().is_ok()
-        });
+        let reaped = reap();
         if reaped > 0 {
             explain!(
                 "rmdir(<{reaped} stale cgroups>)" => "ok",

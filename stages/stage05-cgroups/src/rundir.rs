@@ -105,7 +105,7 @@ pub fn reap_stale(locks: &Path, mut remove: impl FnMut(&Path) -> bool) -> usize 
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if let Some(pid) = aside_pid(&name) {
-            if !Path::new(&format!("/proc/{pid}")).exists() {
+            if !process_alive(pid) {
                 let _ = std::fs::remove_file(&path);
             }
             continue;
@@ -146,6 +146,19 @@ pub fn held(path: &Path) -> bool {
         return false;
     };
     flock(&file, libc::LOCK_SH | libc::LOCK_NB).is_err()
+}
+
+/// Whether process `pid` lives: it exists and has not exited. A process that
+/// exited but was not reaped yet (a zombie: its parent has not waited, or a
+/// PID 1 that never reaps) holds nothing any more.
+pub fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(") ")
+                .map(|(_, rest)| !rest.starts_with(['Z', 'X']))
+        })
+        .unwrap_or(false)
 }
 
 /// The pid in the name of a lock file being written aside, `.NAME.PID.new`.

@@ -51,6 +51,7 @@ pub fn layers(args: &cli::RunArgs, store: &cli::StoreArgs) -> Layers {
             .collect(),
         store: store.dir(),
         hold: None,
+        keep: false,
     }
 }
 

@@ -50,7 +50,7 @@ use stage01_uts::{Context, Error, Phase, Primitive, Root, explain};
 use stage03_mount::path::{RootDir, RootFiles};
 use stage03_mount::sys::Linux;
 use stage04_user::userns::{ContainerRoot, container_root};
-use stage05_cgroups::rundir::{OwnerLock, held, reap_stale};
+use stage05_cgroups::rundir::{OwnerLock, held, process_alive, reap_stale};
 
 use crate::datadir;
 
@@ -86,6 +86,19 @@ pub struct Layers {
     /// store, so that `rmi` cannot remove a layer between the moment this
     /// container chose it and the moment it is listed as in use.
     pub hold: Option<Box<dyn Any>>,
+    /// The container's directory outlives its process (stage 08: a stopped
+    /// container keeps its writes until `rm`); it holds the [`KEPT`]
+    /// marker, and `cleanup` leaves it.
+    pub keep: bool,
+}
+
+/// The marker of a container's directory that stays after its process
+/// ended (stage 08): reaping spares it, and `rmi` counts its layers as used.
+pub const KEPT: &str = "kept";
+
+/// Whether the container's directory `dir` is kept (see [`KEPT`]).
+pub fn is_kept(dir: &Path) -> bool {
+    dir.join(KEPT).exists()
 }
 
 /// Where the overlay of the container `id` appears, on the host: the spec's
@@ -230,6 +243,8 @@ pub struct Overlay {
     root_ids: Option<ContainerRoot>,
     /// See [`Layers::hold`].
     hold: Option<Box<dyn Any>>,
+    /// See [`Layers::keep`].
+    keep: bool,
     /// In the container's process: its directory's descriptor, the way to
     /// the merged root until pivot_root (closed at exec).
     dir_fd: Option<OwnedFd>,
@@ -245,6 +260,7 @@ impl Overlay {
             dir: None,
             root_ids: container_root(spec),
             hold: layers.hold,
+            keep: layers.keep,
             dir_fd: None,
         }
     }
@@ -313,7 +329,9 @@ impl Primitive for Overlay {
         let lock = OwnerLock::acquire(&containers, ctx.id.as_str(), &dir)
             .map_err(|e| failed(&dir, format!("locking it: {e}")))?;
         if let Err(e) = make_dirs(&dir, &self.lowers, self.root_ids) {
-            let _ = remove(&dir);
+            if !self.keep {
+                let _ = remove(&dir);
+            }
             lock.release();
             return Err(failed(&dir, format!("{e}{hint}")));
         }
@@ -396,6 +414,10 @@ impl Primitive for Overlay {
         let Some((dir, lock)) = self.dir.take() else {
             return Ok(());
         };
+        if self.keep {
+            lock.release();
+            return Ok(());
+        }
         if let Err(e) = remove(&dir) {
             // The lock file stays, unheld: the next start tries again.
             drop(lock);
@@ -459,13 +481,16 @@ fn make_dirs(
 ) -> std::io::Result<()> {
     // 0711: the container's root (another uid in a user namespace) may pass
     // through to upper, work and merged, but list nothing; the 0700
-    // directories above keep everyone else out.
-    std::fs::DirBuilder::new().mode(0o711).create(dir)?;
+    // directories above keep everyone else out. A kept container started
+    // again finds them, with its writes in upper.
+    let made = |path: &Path, mode| match std::fs::DirBuilder::new().mode(mode).create(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        other => other,
+    };
+    made(dir, 0o711)?;
     // The upper directory's mode is the container's `/`: 0755, as docker's.
     for (sub, mode) in [("upper", 0o755), ("work", 0o700), ("merged", 0o700)] {
-        std::fs::DirBuilder::new()
-            .mode(mode)
-            .create(dir.join(sub))?;
+        made(&dir.join(sub), mode)?;
     }
     let mut record = std::fs::File::create(dir.join(LOWERS))?;
     for lower in lowers {
@@ -491,26 +516,47 @@ fn make_dirs(
 /// container's. Returns how many went.
 // ANCHOR: reap
 pub fn reap(containers: &Path) -> usize {
-    let mut reaped = reap_stale(containers, |dir| remove(dir).is_ok());
+    // A kept directory (stage 08) is a stopped container's, not a leftover.
+    let mut reaped = reap_stale(containers, |dir| is_kept(dir) || remove(dir).is_ok());
     let Ok(entries) = std::fs::read_dir(containers) else {
         return reaped;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if !is_dir {
+            continue;
+        }
+        // `.NAME.PID.new`: a directory being made (stage 08 makes one aside
+        // and renames it); only its maker's death makes it a leftover.
+        if let Some(pid) = aside_pid(&name.to_string_lossy()) {
+            if !process_alive(pid) && remove(&entry.path()).is_ok() {
+                reaped += 1;
+            }
+            continue;
+        }
+        if is_kept(&entry.path()) {
+            continue;
+        }
         let mut lock = name.clone();
         lock.push(".lock");
-        if is_dir && !containers.join(lock).exists() && remove(&entry.path()).is_ok() {
+        if !containers.join(lock).exists() && remove(&entry.path()).is_ok() {
             reaped += 1;
         }
     }
     reaped
 }
+
+/// The pid in the name of something made aside, `.NAME.PID.new`.
+pub fn aside_pid(name: &str) -> Option<u32> {
+    let middle = name.strip_prefix('.')?.strip_suffix(".new")?;
+    middle.rsplit_once('.')?.1.parse().ok()
+}
 // ANCHOR_END: reap
 
-/// The live containers under the data directory `root` (after reaping the
-/// dead), each with its lower layers: what `rmi` checks before removing
-/// one.
+/// The live and the kept containers under the data directory `root`
+/// (after reaping the dead), each with its lower layers: what `rmi` checks
+/// before removing one.
 pub fn lowers_in_use(root: &Path) -> Vec<(String, Vec<PathBuf>)> {
     let containers = root.join("containers");
     reap(&containers);
@@ -520,12 +566,13 @@ pub fn lowers_in_use(root: &Path) -> Vec<(String, Vec<PathBuf>)> {
     let mut live = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(id) = name.strip_suffix(".lock") else {
-            continue;
+        // A live container holds its lock; a stopped one (stage 08) is kept.
+        let id = match name.strip_suffix(".lock") {
+            Some(id) if held(&entry.path()) && !is_kept(&containers.join(id)) => id,
+            Some(_) => continue,
+            None if is_kept(&entry.path()) => name.as_str(),
+            None => continue,
         };
-        if !held(&entry.path()) {
-            continue;
-        }
         let record = std::fs::read(containers.join(id).join(LOWERS)).unwrap_or_default();
         let lowers = record
             .split(|&b| b == 0)
@@ -541,7 +588,7 @@ pub fn lowers_in_use(root: &Path) -> Vec<(String, Vec<PathBuf>)> {
 /// 000, and the container may have made directories without write
 /// permission: an ordinary user (rootless) must give itself access to its
 /// own directories first. (Root needs none of that.)
-fn remove(dir: &Path) -> std::io::Result<()> {
+pub fn remove(dir: &Path) -> std::io::Result<()> {
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -597,6 +644,7 @@ mod tests {
             lowers: lowers.iter().map(|l| l.to_path_buf()).collect(),
             store: store.into(),
             hold: None,
+            keep: false,
         };
         Overlay::from_spec(&stage01_uts::spec::minimal(vec![], vec![]), layers)
     }

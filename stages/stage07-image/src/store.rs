@@ -533,6 +533,7 @@ mod tests {
             lowers: vec![store.layer_path(&d("a"))],
             store: dir.path().into(),
             hold: None,
+            keep: false,
         };
         let spec = stage01_uts::spec::minimal(vec![], vec![]);
         let mut overlay = Overlay::from_spec(&spec, layers);

@@ -22,7 +22,7 @@ use crate::limits::Limits;
 
 /// The v1 controllers a container gets. (Not cpuset: a new v1 cpuset cgroup
 /// starts with no CPUs and no memory nodes, and a task cannot join it.)
-pub const V1_CONTROLLERS: [&str; 5] = ["cpu", "cpuacct", "memory", "pids", "blkio"];
+pub const V1_CONTROLLERS: [&str; 6] = ["cpu", "cpuacct", "memory", "pids", "blkio", "freezer"];
 
 /// A cgroup operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,8 @@ pub enum CgroupError {
     Attach { path: String, why: String },
     #[error("removing the cgroup {path}: {why}")]
     Remove { path: String, why: String },
+    #[error("freezing or thawing the cgroup {path}: {why}")]
+    Freeze { path: String, why: String },
 }
 
 /// Usage of a running (or just ended) container.
@@ -42,8 +44,17 @@ pub enum CgroupError {
 pub struct Stats {
     pub memory_bytes: Option<u64>,
     pub memory_peak_bytes: Option<u64>,
+    /// The memory limit (`None`: unlimited).
+    pub memory_limit_bytes: Option<u64>,
+    /// The page cache the kernel can take back (`inactive_file`), which
+    /// `docker stats` leaves out of the usage it shows.
+    pub memory_reclaimable_bytes: Option<u64>,
     pub cpu_usec: Option<u64>,
     pub pids: Option<u64>,
+    pub pids_limit: Option<u64>,
+    /// Bytes read from and written to block devices.
+    pub io_read_bytes: Option<u64>,
+    pub io_write_bytes: Option<u64>,
 }
 
 /// A container's cgroup.
@@ -187,6 +198,52 @@ impl Cgroup {
         } else {
             v1::stats(self)
         }
+    }
+
+    /// Freeze every process of the cgroup (`pause`), or thaw them, and wait
+    /// until the kernel says it is done: a freeze is asynchronous, each task
+    /// stops at its next return to user space.
+    // ANCHOR: freeze
+    pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
+        let failed = |why: String| CgroupError::Freeze {
+            path: self.path.display().to_string(),
+            why,
+        };
+        let (file, value, done) = if self.mode.is_v2() {
+            ("cgroup.freeze", if frozen { "1" } else { "0" }, None)
+        } else if frozen {
+            ("freezer.state", "FROZEN", Some("FROZEN"))
+        } else {
+            ("freezer.state", "THAWED", Some("THAWED"))
+        };
+        let path = self
+            .file("freezer", file)
+            .ok_or_else(|| failed("no freezer controller is mounted".into()))?;
+        std::fs::write(&path, value).map_err(|e| failed(format!("{}: {e}", path.display())))?;
+        let start = Instant::now();
+        while self.frozen() != Some(frozen) {
+            if start.elapsed() > Duration::from_secs(5) {
+                // Leave it as it was: half frozen is neither state.
+                if frozen {
+                    let _ = self.freeze(false);
+                }
+                let state = done.unwrap_or(if frozen { "frozen 1" } else { "frozen 0" });
+                return Err(failed(format!("it did not become {state} within 5 s")));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(())
+    }
+    // ANCHOR_END: freeze
+
+    /// Whether the cgroup is frozen (`None`: no freezer, or no cgroup).
+    pub fn frozen(&self) -> Option<bool> {
+        if self.mode.is_v2() {
+            let events = std::fs::read_to_string(self.file("", "cgroup.events")?).ok()?;
+            return keyed(&events, "frozen").map(|v| v == 1);
+        }
+        let state = std::fs::read_to_string(self.file("freezer", "freezer.state")?).ok()?;
+        Some(state.trim() == "FROZEN")
     }
 
     /// Kill whatever is left in the cgroup.

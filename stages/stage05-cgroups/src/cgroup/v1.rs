@@ -6,7 +6,7 @@ use cgroups_rs::fs::cpu::CpuController;
 use cgroups_rs::fs::memory::MemController;
 use cgroups_rs::fs::pid::PidController;
 
-use super::{Cgroup, CgroupError, Stats, cause, read_number, write};
+use super::{Cgroup, CgroupError, Stats, cause, keyed, read_number, write};
 use crate::limits::{Limits, Swap};
 
 fn failed(flag: &'static str) -> impl Fn(cgroups_rs::fs::error::Error) -> CgroupError {
@@ -113,11 +113,37 @@ fn missing(flag: &'static str, controller: &str) -> CgroupError {
 }
 
 pub fn stats(cg: &Cgroup) -> Stats {
+    let read = |controller: &str, file: &str| {
+        cg.file(controller, file)
+            .and_then(|f| std::fs::read_to_string(f).ok())
+    };
+    // "8:0 Read 4096" lines, per device, then "Total N".
+    let io = read("blkio", "blkio.throttle.io_service_bytes_recursive");
+    let io_sum = |op: &str| -> Option<u64> {
+        let text = io.as_ref()?;
+        Some(
+            text.lines()
+                .filter_map(|l| {
+                    let mut words = l.split_whitespace();
+                    let (_, what, n) = (words.next()?, words.next()?, words.next()?);
+                    (what == op).then(|| n.parse::<u64>().ok())?
+                })
+                .sum(),
+        )
+    };
+    // v1 has no "unlimited": it writes the largest page-aligned number.
+    let limit = read_number(cg.file("memory", "memory.limit_in_bytes")).filter(|&l| l < (1 << 62));
     Stats {
         memory_bytes: read_number(cg.file("memory", "memory.usage_in_bytes")),
         memory_peak_bytes: read_number(cg.file("memory", "memory.max_usage_in_bytes")),
+        memory_limit_bytes: limit,
+        memory_reclaimable_bytes: read("memory", "memory.stat")
+            .and_then(|t| keyed(&t, "total_inactive_file")),
         // cpuacct.usage is in nanoseconds.
         cpu_usec: read_number(cg.file("cpuacct", "cpuacct.usage")).map(|ns| ns / 1000),
         pids: read_number(cg.file("pids", "pids.current")),
+        pids_limit: read_number(cg.file("pids", "pids.max")),
+        io_read_bytes: io_sum("Read"),
+        io_write_bytes: io_sum("Write"),
     }
 }

@@ -116,14 +116,30 @@ pub fn apply(cg: &Cgroup, limits: &Limits) -> Result<(), CgroupError> {
 // ANCHOR_END: apply
 
 pub fn stats(cg: &Cgroup) -> Stats {
+    let read = |controller: &str, file: &str| {
+        cg.file(controller, file)
+            .and_then(|f| std::fs::read_to_string(f).ok())
+    };
+    let io = read("io", "io.stat").unwrap_or_default();
+    let io_sum = |key: &str| -> Option<u64> {
+        let values: Vec<u64> = io
+            .lines()
+            .flat_map(|l| l.split_whitespace())
+            .filter_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+            .collect();
+        (!io.is_empty()).then(|| values.iter().sum())
+    };
     Stats {
         memory_bytes: read_number(cg.file("memory", "memory.current")),
         // memory.peak arrived in Linux 5.19.
         memory_peak_bytes: read_number(cg.file("memory", "memory.peak")),
-        cpu_usec: cg
-            .file("cpu", "cpu.stat")
-            .and_then(|f| std::fs::read_to_string(f).ok())
-            .and_then(|t| keyed(&t, "usage_usec")),
+        memory_limit_bytes: read_number(cg.file("memory", "memory.max")),
+        memory_reclaimable_bytes: read("memory", "memory.stat")
+            .and_then(|t| keyed(&t, "inactive_file")),
+        cpu_usec: read("cpu", "cpu.stat").and_then(|t| keyed(&t, "usage_usec")),
         pids: read_number(cg.file("pids", "pids.current")),
+        pids_limit: read_number(cg.file("pids", "pids.max")),
+        io_read_bytes: io_sum("rbytes"),
+        io_write_bytes: io_sum("wbytes"),
     }
 }

@@ -1,0 +1,68 @@
+//! Stage 08 — containers that outlive the command.
+//!
+//! Stage 07 as a library, plus a life of its own for every container: it is
+//! data (the spec, written to disk), it has a state (created, running,
+//! paused, exited), and each step of its life is a command of its own,
+//! which may run in another process, at another time, as docker's do:
+//! `create`, `start`, `run -d`, `attach`, `exec`, `logs`, `ps`, `inspect`,
+//! `stats`, `top`, `wait`, `stop`, `kill`, `restart`, `pause`, `unpause`,
+//! `rm`.
+//!
+//! - [`state`]: what is on disk, and how a container is found;
+//! - [`monitor`]: the process that is a detached container's parent;
+//!   [`detach`], how it leaves the command that started it;
+//! - [`control`]: the monitor's socket; [`stdio`], [`terminal`]: the
+//!   container's streams and terminal;
+//! - [`logs`]: its output, kept; [`exec`]: joining it; [`recover`]: what the
+//!   next command does after a crash;
+//! - [`verbs`]: the commands; [`show`]: `ps`, `inspect`, `top`, `stats`.
+
+pub mod cli;
+pub mod control;
+pub mod detach;
+pub mod exec;
+pub mod logs;
+pub mod monitor;
+pub mod names;
+pub mod proc;
+pub mod recover;
+pub mod show;
+pub mod state;
+pub mod stdio;
+pub mod terminal;
+pub mod time;
+pub mod verbs;
+
+use stage01_uts::spec::{self, Spec};
+use stage01_uts::{Container, ContainerId, Error};
+use stage06_overlay::cli::StoreArgs;
+use stage06_overlay::overlay::Layers;
+
+/// Stage 08's command line as a spec, and the layers under it: stage 07's,
+/// with a terminal if asked for (`process.terminal`).
+// ANCHOR: spec
+pub fn spec(
+    args: &cli::CreateArgs,
+    store: &StoreArgs,
+    id: &ContainerId,
+) -> Result<(Spec, Layers), Error> {
+    let (mut spec, mut layers) = stage07_image::spec(&args.image, store, id)?;
+    spec::process_mut(&mut spec).set_terminal(Some(args.tty));
+    // A stopped container keeps its files until `rm`.
+    layers.keep = true;
+    Ok((spec, layers))
+}
+// ANCHOR_END: spec
+
+/// Stage 07's container (stage 06's: an image adds nothing past the spec),
+/// with its standard streams.
+// ANCHOR: container
+pub fn container(
+    spec: &Spec,
+    id: ContainerId,
+    layers: Layers,
+    stdio: stdio::Stdio,
+) -> Result<Container, Error> {
+    Ok(stage06_overlay::container(spec, id, layers)?.with(stdio))
+}
+// ANCHOR_END: container
