@@ -2,7 +2,11 @@
 """Turn hyperfine's JSON into the benchmark's results: a JSON file, a
 markdown table and an SVG chart for the book, and a table on stdout.
 
-  bench-report.py HYPERFINE_JSON OUT_DIR "how it was measured"
+  bench-report.py HYPERFINE_JSON OUT_DIR "how it was measured" [LIFECYCLE_JSON RSS_JSON]
+
+With the life cycle's measurements (scripts/bench-lifecycle), also
+lifecycle.md: `run -d` and `exec` beside runc's and crun's, and the
+monitor's resident memory beside conmon's.
 """
 
 import datetime
@@ -19,7 +23,7 @@ def quantile(times, q):
     return times[lo] + (times[hi] - times[lo]) * (k - lo)
 
 
-def summarize(hyperfine):
+def summarize(hyperfine, baseline=lambda name: "crun"):
     rows = []
     for r in hyperfine["results"]:
         times = r.get("times") or [r["mean"]]
@@ -34,10 +38,26 @@ def summarize(hyperfine):
             "max_ms": round(r["max"] * 1000, 3),
             "runs": len(times),
         })
-    crun = next((r for r in rows if r["name"] == "crun"), None)
     for r in rows:
+        crun = next((c for c in rows if c["name"] == baseline(r["name"])), None)
         r["ratio_to_crun"] = round(r["median_ms"] / crun["median_ms"], 3) if crun else None
     return rows
+
+
+def lifecycle_baseline(name):
+    """`myruntime exec` is compared with `crun exec`, and so on."""
+    return "crun " + name.split(" ", 1)[1]
+
+
+def lifecycle_table(rows, rss):
+    out = table(rows)
+    mine, conmon = rss.get("myruntime monitor"), rss.get("conmon")
+    out += "\n| monitor | resident memory | ÷ conmon |\n|---|---:|---:|\n"
+    ratio = f"{mine / conmon:.2f}" if mine and conmon else "–"
+    out += f"| **myruntime's monitor** | {mine} KiB | {ratio} |\n"
+    if conmon:
+        out += f"| conmon (podman's, over runc) | {conmon} KiB | 1.00 |\n"
+    return out
 
 
 def table(rows):
@@ -92,7 +112,7 @@ def svg(rows, how):
 
 
 def main(argv):
-    if len(argv) != 4:
+    if len(argv) not in (4, 6):
         print(__doc__, file=sys.stderr)
         return 2
     hyperfine = json.load(open(argv[1]))
@@ -100,6 +120,14 @@ def main(argv):
     rows = summarize(hyperfine)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     result = {"measured": now, "how": how, "results": rows}
+    if len(argv) == 6:
+        life = summarize(json.load(open(argv[4])), lifecycle_baseline)
+        rss = json.load(open(argv[5]))
+        result["lifecycle"] = life
+        result["monitor_rss_kib"] = rss
+        text = lifecycle_table(life, rss)
+        (out / "lifecycle.md").write_text(f"Measured {now}: {how}.\n\n" + text)
+        print(text)
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "results.md").write_text(f"Measured {now}: {how}.\n\n" + table(rows))
     (out / "start-latency.svg").write_text(svg(rows, how))

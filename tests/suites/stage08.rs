@@ -463,7 +463,7 @@ mod m2_detach {
         let mut firsts: Vec<char> = ids.lines().filter_map(|l| l.chars().next()).collect();
         firsts.sort_unstable();
         let shared = firsts.windows(2).find(|w| w[0] == w[1]).unwrap()[0];
-        let out = lab.verb("inspect").arg(shared.to_string()).output();
+        let out = lab.verb("rm").arg(shared.to_string()).output();
         out.expect_code(1, "an ambiguous prefix");
         out.expect_refused(&["matches", "containers"]);
         lab.remove_all_and_check();

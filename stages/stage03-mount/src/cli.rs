@@ -145,7 +145,8 @@ impl FromStr for EnvVar {
     }
 }
 
-fn absolute_path(path: &str) -> Result<PathBuf, String> {
+/// A path that must be absolute (`-w`), as clap parses it.
+pub fn absolute_path(path: &str) -> Result<PathBuf, String> {
     if path.starts_with('/') {
         Ok(PathBuf::from(path))
     } else {

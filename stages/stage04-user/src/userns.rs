@@ -60,7 +60,10 @@ impl Host {
             name: crate::passwd::name_of(&passwd, uid).unwrap_or_else(|| uid.to_string()),
             subuid: std::fs::read_to_string("/etc/subuid").unwrap_or_default(),
             subgid: std::fs::read_to_string("/etc/subgid").unwrap_or_default(),
-            helpers: find_in_path("newuidmap").zip(find_in_path("newgidmap")),
+            // Root writes any map itself: the helpers are an ordinary user's.
+            helpers: (uid != 0)
+                .then(|| find_in_path("newuidmap").zip(find_in_path("newgidmap")))
+                .flatten(),
         }
     }
 }

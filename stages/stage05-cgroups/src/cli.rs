@@ -67,6 +67,19 @@ pub struct RunArgs {
 }
 // ANCHOR_END: run_args
 
+/// `bytes` in decimal units, as docker prints image sizes (`7.8MB`) and I/O
+/// (`1.500MB`), with `digits` after the point.
+pub fn decimal(bytes: u64, digits: usize) -> String {
+    let units = [(1e9, "GB"), (1e6, "MB"), (1e3, "kB")];
+    units
+        .iter()
+        .find(|(size, _)| bytes as f64 >= *size)
+        .map_or_else(
+            || format!("{bytes}B"),
+            |(size, unit)| format!("{:.digits$}{unit}", bytes as f64 / size),
+        )
+}
+
 /// A size in bytes, written as docker writes them: `64m`, `1.5g`, `512k`,
 /// `1048576` (units are powers of 1024).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -52,6 +52,8 @@ pub fn layers(args: &cli::RunArgs, store: &cli::StoreArgs) -> Layers {
         store: store.dir(),
         hold: None,
         keep: false,
+        // Removed when it ends: its writes are never worth a sync.
+        volatile: true,
     }
 }
 

@@ -90,6 +90,9 @@ pub struct Layers {
     /// container keeps its writes until `rm`); it holds the [`KEPT`]
     /// marker, and `cleanup` leaves it.
     pub keep: bool,
+    /// Its writes go with it: no sync of them is worth waiting for (see
+    /// [`options`]).
+    pub volatile: bool,
 }
 
 /// The marker of a container's directory that stays after its process
@@ -245,6 +248,8 @@ pub struct Overlay {
     hold: Option<Box<dyn Any>>,
     /// See [`Layers::keep`].
     keep: bool,
+    /// See [`Layers::volatile`].
+    volatile: bool,
     /// In the container's process: its directory's descriptor, the way to
     /// the merged root until pivot_root (closed at exec).
     dir_fd: Option<OwnedFd>,
@@ -261,6 +266,7 @@ impl Overlay {
             root_ids: container_root(spec),
             hold: layers.hold,
             keep: layers.keep,
+            volatile: layers.volatile,
             dir_fd: None,
         }
     }
@@ -391,16 +397,25 @@ impl Primitive for Overlay {
         })?;
         let numbers: Vec<i32> = lowers.iter().map(AsRawFd::as_raw_fd).collect();
         let d = dir.as_raw_fd();
-        let options = options(&numbers, d, self.root_ids.is_some());
-        stage03_mount::sys::mount(
-            &Linux,
-            Some(Path::new("overlay")),
-            Path::new(&format!("{d}/merged")),
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(&options),
-            "the layers, read-only, under the container's own writable one",
-        )?;
+        let merged = format!("{d}/merged");
+        let mount = |volatile: bool| {
+            let options = options(&numbers, d, self.root_ids.is_some(), volatile);
+            stage03_mount::sys::mount(
+                &Linux,
+                Some(Path::new("overlay")),
+                Path::new(&merged),
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(&options),
+                "the layers, read-only, under the container's own writable one",
+            )
+        };
+        match mount(self.volatile) {
+            Ok(()) => {}
+            // A kernel before 5.10 knows no `volatile`: without it, then.
+            Err(_) if self.volatile => mount(false)?,
+            Err(e) => return Err(e),
+        }
         // The mount holds its layers now; the container's directory stays
         // open, the way stage 03 reaches the merged root.
         drop(lowers);
@@ -439,8 +454,11 @@ impl Primitive for Overlay {
 
 /// The mount options, relative to /proc/self/fd: `lowerdir` highest first,
 /// as overlayfs reads it; upper and work in the container's directory `dir`.
+/// `volatile` (Linux 5.10): overlayfs skips every sync of the upper
+/// directory, the unmount's included; for a container whose writes go with
+/// it anyway, as podman mounts `--rm` containers.
 // ANCHOR: options
-pub fn options(lowers: &[i32], dir: i32, userxattr: bool) -> String {
+pub fn options(lowers: &[i32], dir: i32, userxattr: bool, volatile: bool) -> String {
     let lowers: Vec<String> = lowers.iter().rev().map(i32::to_string).collect();
     let mut options = format!(
         "lowerdir={},upperdir={dir}/upper,workdir={dir}/work",
@@ -448,6 +466,9 @@ pub fn options(lowers: &[i32], dir: i32, userxattr: bool) -> String {
     );
     if userxattr {
         options.push_str(",userxattr");
+    }
+    if volatile {
+        options.push_str(",volatile");
     }
     options
 }
@@ -626,16 +647,17 @@ mod tests {
     #[test]
     fn lowerdir_lists_the_highest_first() {
         assert_eq!(
-            options(&[7, 8, 9], 6, false),
+            options(&[7, 8, 9], 6, false, false),
             "lowerdir=9:8:7,upperdir=6/upper,workdir=6/work"
         );
-        assert!(options(&[7], 6, true).ends_with(",userxattr"));
+        assert!(options(&[7], 6, true, false).ends_with(",userxattr"));
+        assert!(options(&[7], 6, false, true).ends_with(",volatile"));
     }
 
     #[test]
     fn five_hundred_layers_fit_in_a_page() {
         let fds: Vec<i32> = (19_000..19_000 + MAX_LAYERS as i32).collect();
-        let options = options(&fds, 18_999, true);
+        let options = options(&fds, 18_999, true, true);
         assert!(options.len() < 4096, "{}", options.len());
     }
 
@@ -645,6 +667,7 @@ mod tests {
             store: store.into(),
             hold: None,
             keep: false,
+            volatile: true,
         };
         Overlay::from_spec(&stage01_uts::spec::minimal(vec![], vec![]), layers)
     }

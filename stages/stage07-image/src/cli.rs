@@ -27,6 +27,13 @@ pub enum Verb {
     /// Run a container from an image (IMAGE [COMMAND...]), or from --rootfs
     /// or --layer (COMMAND...)
     Run(Box<RunArgs>),
+    #[command(flatten)]
+    Image(ImageVerb),
+}
+
+/// The verbs on images (later stages have them too).
+#[derive(Debug, Subcommand)]
+pub enum ImageVerb {
     /// Pull an image from its registry into the store
     Pull(PullArgs),
     /// List the images in the store
@@ -35,6 +42,17 @@ pub enum Verb {
     Rmi(RmiArgs),
 }
 // ANCHOR_END: verbs
+
+impl ImageVerb {
+    /// Do it.
+    pub fn run(&self, store: &StoreArgs) -> Result<(), stage01_uts::Error> {
+        match self {
+            ImageVerb::Pull(args) => crate::pull_verb(args, store),
+            ImageVerb::Images => crate::images(store),
+            ImageVerb::Rmi(args) => crate::rmi(args, store),
+        }
+    }
+}
 
 /// `run`'s arguments at stage 07.
 #[derive(Debug, Clone, clap::Args)]
@@ -98,9 +116,7 @@ pub fn main(binary: Binary) -> ExitCode {
     let done = |r: Result<(), stage01_uts::Error>| r.map(|()| stage01_uts::ExitStatus::Exited(0));
     cli::exit(match cli.verb {
         Verb::Run(args) => crate::run(&args, &cli.store),
-        Verb::Pull(args) => done(crate::pull_verb(&args, &cli.store)),
-        Verb::Images => done(crate::images(&cli.store)),
-        Verb::Rmi(args) => done(crate::rmi(&args, &cli.store)),
+        Verb::Image(verb) => done(verb.run(&cli.store)),
     })
 }
 // ANCHOR_END: main

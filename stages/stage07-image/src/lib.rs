@@ -238,12 +238,5 @@ pub fn rmi(args: &RmiArgs, store: &StoreArgs) -> Result<(), Error> {
 
 /// 7.8MB, as docker prints sizes.
 fn human(bytes: u64) -> String {
-    let units = [(1e9, "GB"), (1e6, "MB"), (1e3, "kB")];
-    units
-        .iter()
-        .find(|(size, _)| bytes as f64 >= *size)
-        .map_or_else(
-            || format!("{bytes}B"),
-            |(size, unit)| format!("{:.1}{unit}", bytes as f64 / size),
-        )
+    stage05_cgroups::cli::decimal(bytes, 1)
 }

@@ -534,6 +534,7 @@ mod tests {
             store: dir.path().into(),
             hold: None,
             keep: false,
+            volatile: true,
         };
         let spec = stage01_uts::spec::minimal(vec![], vec![]);
         let mut overlay = Overlay::from_spec(&spec, layers);

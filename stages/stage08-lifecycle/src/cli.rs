@@ -11,7 +11,7 @@ use stage01_uts::cli::{self, Binary, GlobalArgs, InvalidValue};
 use stage03_mount::cli::EnvVar;
 use stage04_user::passwd::UserSpec;
 use stage06_overlay::cli::StoreArgs;
-use stage07_image::cli::{PullArgs, RmiArgs};
+use stage07_image::cli::ImageVerb;
 
 use crate::state::LogOptions;
 
@@ -65,12 +65,8 @@ pub enum Verb {
     Unpause(Targets),
     /// Remove containers, with their files and logs
     Rm(RmArgs),
-    /// Pull an image from its registry into the store
-    Pull(PullArgs),
-    /// List the images in the store
-    Images,
-    /// Remove images, and the layers no other image uses
-    Rmi(RmiArgs),
+    #[command(flatten)]
+    Image(ImageVerb),
 }
 // ANCHOR_END: verbs
 
@@ -215,7 +211,7 @@ pub struct ExecArgs {
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<EnvVar>,
     /// Its working directory [default: the container's]
-    #[arg(short = 'w', long, value_name = "DIR", value_parser = absolute)]
+    #[arg(short = 'w', long, value_name = "DIR", value_parser = stage03_mount::cli::absolute_path)]
     pub workdir: Option<PathBuf>,
     /// Run it as USER[:GROUP] (names from the container's files, or ids)
     #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
@@ -231,14 +227,6 @@ pub struct ExecArgs {
         trailing_var_arg = true
     )]
     pub command: Vec<OsString>,
-}
-
-fn absolute(path: &str) -> Result<PathBuf, String> {
-    if path.starts_with('/') {
-        Ok(PathBuf::from(path))
-    } else {
-        Err(format!("{path:?} is not absolute; give a path like /app"))
-    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -370,9 +358,7 @@ pub fn main(binary: Binary) -> ExitCode {
         Verb::Pause(args) => done(verbs::pause(&args, store, true)),
         Verb::Unpause(args) => done(verbs::pause(&args, store, false)),
         Verb::Rm(args) => done(verbs::rm(&args, store)),
-        Verb::Pull(args) => done(stage07_image::pull_verb(&args, store)),
-        Verb::Images => done(stage07_image::images(store)),
-        Verb::Rmi(args) => done(stage07_image::rmi(&args, store)),
+        Verb::Image(verb) => done(verb.run(store)),
     })
 }
 // ANCHOR_END: main

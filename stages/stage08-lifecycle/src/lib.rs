@@ -48,8 +48,10 @@ pub fn spec(
 ) -> Result<(Spec, Layers), Error> {
     let (mut spec, mut layers) = stage07_image::spec(&args.image, store, id)?;
     spec::process_mut(&mut spec).set_terminal(Some(args.tty));
-    // A stopped container keeps its files until `rm`.
+    // A stopped container keeps its files until `rm`; one removed when it
+    // ends (foreground, --rm) never waits for its writes to be synced.
     layers.keep = true;
+    layers.volatile = args.rm;
     Ok((spec, layers))
 }
 // ANCHOR_END: spec

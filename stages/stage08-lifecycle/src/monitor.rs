@@ -126,6 +126,7 @@ fn monitor(launch: Launch, reporter: &mut Reporter, log: &std::path::Path) -> u8
         }),
         monitor: Process::current(),
         boot: crate::state::boot(),
+        started: None,
     };
     let listener = store
         .write_state(&id, &state)
@@ -160,6 +161,7 @@ fn monitor(launch: Launch, reporter: &mut Reporter, log: &std::path::Path) -> u8
     }
     reporter.ok();
     detach::stderr_to(log);
+    shed_memory();
     let status = serve.run();
     serve.finish(status);
     0
@@ -286,7 +288,8 @@ impl Serve {
         let now = Time::now().rfc3339();
         match &started {
             Ok(()) => {
-                record.started = Some(now);
+                record.started = Some(now.clone());
+                self.state.started = Some(now);
                 record.finished = None;
                 record.exit_code = None;
                 record.error = None;
@@ -645,6 +648,55 @@ impl Serve {
     }
     // ANCHOR_END: finish
 }
+
+/// The monitor is a copy of the whole runtime (the registry client, the
+/// image code, the command line), and a copy is resident in full: the
+/// pages of code and read-only data the runtime touched before the fork
+/// are mapped in the monitor too, and so is the runtime's heap. For a
+/// process that then lives as long as the container, only what its loop
+/// touches should stay. So: free heap memory goes back to the kernel
+/// (`malloc_trim`), and every file mapping that holds no private change
+/// (code, read-only data: `Anonymous: 0` in smaps) is dropped from the
+/// page tables (`MADV_DONTNEED`); what the loop runs faults back in from
+/// the page cache. A mapping with private changes (relocated data) is left
+/// alone: dropping it would throw the changes away.
+// ANCHOR: shed_memory
+fn shed_memory() {
+    // SAFETY: malloc_trim only releases memory that is free.
+    unsafe { libc::malloc_trim(0) };
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let mut mapping: Option<(usize, usize, bool)> = None;
+    let mut drop = Vec::new();
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or_default();
+        if let Some((start, end)) = first.split_once('-')
+            && let (Ok(start), Ok(end)) = (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            )
+        {
+            let perms = words.next().unwrap_or_default();
+            let path = words.nth(3).unwrap_or_default();
+            // Private, from a file (not the heap, the stack or [vdso]).
+            let file = perms.ends_with('p') && path.starts_with('/');
+            mapping = Some((start, end, file));
+        } else if first == "Anonymous:"
+            && let Some((start, end, true)) = mapping.take()
+            && words.next() == Some("0")
+        {
+            drop.push((start, end));
+        }
+    }
+    for (start, end) in drop {
+        // SAFETY: the range is a whole mapping of this process with no
+        // private changes; its pages come back from the file when touched.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
+}
+// ANCHOR_END: shed_memory
 
 fn set_nonblocking(fd: &OwnedFd) {
     use nix::fcntl::{FcntlArg, OFlag, fcntl};

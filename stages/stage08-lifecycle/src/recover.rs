@@ -25,14 +25,21 @@ pub const LOST: i32 = 255;
 /// directories). Returns how many containers were reconciled.
 // ANCHOR: reconcile_all
 pub fn reconcile_all(store: &Store) -> usize {
+    let reconciled = reconcile_containers(store);
+    stage05_cgroups::cgroups::reap();
+    stage06_overlay::overlay::reap(&store.containers);
+    reconciled
+}
+
+/// [`reconcile_all`] but for the earlier stages' leftovers, which a start
+/// reaps anyway (stage 05's and stage 06's `prepare`).
+pub fn reconcile_containers(store: &Store) -> usize {
     let mut reconciled = 0;
     for id in store.ids() {
         if matches!(reconcile(store, &id), Ok(true)) {
             reconciled += 1;
         }
     }
-    stage05_cgroups::cgroups::reap();
-    stage06_overlay::overlay::reap(&store.containers);
     sweep_runtime_dirs(store);
     reconciled
 }
@@ -91,6 +98,9 @@ pub fn reconcile(store: &Store, id: &ContainerId) -> Result<bool, LifecycleError
     {
         cgroup.kill_all();
         let _ = cgroup.remove();
+    }
+    if record.started.is_none() {
+        record.started = store.state(id).and_then(|s| s.started);
     }
     let _ = std::fs::remove_dir_all(store.run_dir(id));
     if record.remove_on_exit {

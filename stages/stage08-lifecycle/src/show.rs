@@ -67,6 +67,15 @@ fn truncate(text: &str, max: usize) -> String {
     format!("{cut}…")
 }
 
+/// The record, with when it started from the live state if the record
+/// does not have it yet (a foreground container's never does).
+fn with_start(store: &Store, id: &ContainerId, mut record: Record) -> Record {
+    if record.started.is_none() {
+        record.started = store.state(id).and_then(|s| s.started);
+    }
+    record
+}
+
 /// `ps`.
 // ANCHOR: ps
 pub fn ps(args: &PsArgs, store: &StoreArgs) -> Result<(), Error> {
@@ -82,6 +91,7 @@ pub fn ps(args: &PsArgs, store: &StoreArgs) -> Result<(), Error> {
         if !args.all && !matches!(status, Status::Running | Status::Paused) {
             continue;
         }
+        let record = with_start(&store, &id, record);
         rows.push((id, record, status));
     }
     rows.sort_by(|a, b| b.1.created.cmp(&a.1.created));
@@ -141,8 +151,9 @@ pub fn ps(args: &PsArgs, store: &StoreArgs) -> Result<(), Error> {
 pub fn inspect(args: &Targets, store: &StoreArgs) -> Result<(), Error> {
     let (store, _) = open(store)?;
     let mut all = Vec::new();
-    for query in &args.containers {
+    let found = crate::verbs::each(&args.containers, |query| {
         let (id, record, status) = observe(&store, query)?;
+        let record = with_start(&store, &id, record);
         let spec = store.spec(&id)?;
         let state = store.state(&id).filter(|_| status != Status::Exited);
         let process = spec.process().as_ref();
@@ -156,8 +167,8 @@ pub fn inspect(args: &Targets, store: &StoreArgs) -> Result<(), Error> {
                 "Status": status.as_str(),
                 "Running": matches!(status, Status::Running | Status::Paused),
                 "Paused": status == Status::Paused,
-                "Pid": state.map_or(0, |s| s.pid.pid),
-                "MonitorPid": state.map_or(0, |s| s.monitor.pid),
+                "Pid": state.as_ref().map_or(0, |s| s.pid.pid),
+                "MonitorPid": state.as_ref().map_or(0, |s| s.monitor.pid),
                 "ExitCode": record.exit_code.unwrap_or(0),
                 "OOMKilled": record.oom_killed,
                 "Error": record.error.clone().unwrap_or_default(),
@@ -178,10 +189,12 @@ pub fn inspect(args: &Targets, store: &StoreArgs) -> Result<(), Error> {
                 "LogConfig": {"max-size": record.log.max_size, "max-file": record.log.max_files},
             },
         }));
-    }
+        Ok(())
+    });
+    // What was found is printed, whatever was not.
     let text = serde_json::to_string_pretty(&all).expect("JSON");
     println!("{text}");
-    Ok(())
+    found
 }
 
 /// `logs`.
@@ -285,16 +298,9 @@ fn binary(bytes: u64) -> String {
     )
 }
 
-/// 1.5MB, as docker stats shows I/O.
+/// 1.500MB, as docker stats shows I/O.
 fn decimal(bytes: u64) -> String {
-    let units = [(1e9, "GB"), (1e6, "MB"), (1e3, "kB")];
-    units
-        .iter()
-        .find(|(size, _)| bytes as f64 >= *size)
-        .map_or_else(
-            || format!("{bytes}B"),
-            |(size, unit)| format!("{:.3}{unit}", bytes as f64 / size),
-        )
+    stage05_cgroups::cli::decimal(bytes, 3)
 }
 
 /// `stats`: CPU (the share of one CPU, as docker shows it: 200% is two),

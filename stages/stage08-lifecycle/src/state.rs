@@ -148,7 +148,7 @@ impl Default for LogOptions {
 }
 
 /// What a live container's monitor says of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pub status: Status,
     /// The container's first process (PID 1 inside), on the host.
@@ -158,6 +158,9 @@ pub struct State {
     /// Which boot it was started in.
     #[serde(default)]
     pub boot: u64,
+    /// When COMMAND started (the record has it too once it has ended).
+    #[serde(default)]
+    pub started: Option<String>,
 }
 
 /// Where a container is in its life.
@@ -291,8 +294,6 @@ impl Store {
 
     /// The lock on the names: held while a name is checked and taken.
     pub fn names_lock(&self) -> Result<DirLock, LifecycleError> {
-        stage06_overlay::datadir::prepare(&self.root, &["containers"])
-            .map_err(io("making", &self.root))?;
         DirLock::take(&self.containers)
     }
 
@@ -350,8 +351,18 @@ impl Store {
                 .create(&aside)
                 .map_err(io("making", &aside))?;
             File::create(aside.join(KEPT)).map_err(io("making", &aside))?;
-            write_json(&aside, SPEC, spec)?;
-            write_json(&aside, RECORD, record)?;
+            // Written in place: the directory appears whole, by its rename.
+            let json = |name: &str, bytes: Vec<u8>| {
+                std::fs::write(aside.join(name), bytes).map_err(io("writing", &aside))
+            };
+            json(
+                SPEC,
+                serde_json::to_vec_pretty(spec).expect("specs serialize"),
+            )?;
+            json(
+                RECORD,
+                serde_json::to_vec_pretty(record).expect("records serialize"),
+            )?;
             std::fs::rename(&aside, self.dir(&id)).map_err(io("making", &aside))
         })();
         if made.is_err() {
@@ -565,6 +576,7 @@ mod tests {
             pid: me,
             monitor: me,
             boot: boot(),
+            started: None,
         };
         store.write_state(&id, &state).unwrap();
         let mut record = record(&id, "web");

@@ -65,7 +65,9 @@ fn register(
         crate::names::check(name)?;
     }
     let (store, store_args) = open(store_args)?;
-    recover::reconcile_all(&store);
+    // What dead runtimes left goes first; the start itself reaps the
+    // earlier stages' leftovers (stale cgroups, unkept directories).
+    recover::reconcile_containers(&store);
     let id = ContainerId::generate();
     let (spec, mut layers) = crate::spec(args, &store_args, &id)?;
     if args.dry_run {
@@ -210,11 +212,13 @@ fn foreground(args: &CreateArgs, store: &StoreArgs) -> Result<ExitStatus, Error>
         store,
         id,
         spec,
-        layers,
+        mut layers,
     }) = register(args, store, true)?
     else {
         return Ok(ExitStatus::Exited(0));
     };
+    // Removed when it ends: its writes are never worth a sync.
+    layers.volatile = true;
     let stdio = if args.tty {
         Stdio::terminal(&spec)
     } else {
@@ -224,36 +228,23 @@ fn foreground(args: &CreateArgs, store: &StoreArgs) -> Result<ExitStatus, Error>
         let container = crate::container(&spec, id.clone(), layers, stdio)?;
         let mut created = container.create()?;
         let master = created.take_received().pop();
+        if let Err(err) = created.start() {
+            created.finish();
+            return Err(err);
+        }
+        // Its state, for the other commands (ps, exec, stop…); the record
+        // is not written again: it goes when the container does.
         let state = crate::state::State {
-            status: Status::Created,
+            status: Status::Running,
             pid: Process::of(created.pid().as_raw()).unwrap_or(Process {
                 pid: created.pid().as_raw(),
                 start: 0,
             }),
             monitor: Process::current(),
             boot: crate::state::boot(),
+            started: Some(Time::now().rfc3339()),
         };
-        let result = store
-            .write_state(&id, &state)
-            .map_err(Error::from)
-            .and_then(|()| created.start());
-        if let Err(err) = result {
-            created.finish();
-            return Err(err);
-        }
-        let _ = store.write_state(
-            &id,
-            &crate::state::State {
-                status: Status::Running,
-                ..state
-            },
-        );
-        if let Ok(_lock) = store.lock(&id)
-            && let Ok(mut record) = store.record(&id)
-        {
-            record.started = Some(Time::now().rfc3339());
-            let _ = store.write_record(&record);
-        }
+        let _ = store.write_state(&id, &state);
         let status = match master {
             Some(master) => crate::terminal::relay(master, created.pid(), args.interactive)
                 .map_err(|e| Error::syscall("poll", "relaying the container's terminal", e)),
@@ -280,47 +271,39 @@ fn close_inherited() {
 // ANCHOR: start
 pub fn start(args: &StartArgs, store: &StoreArgs) -> Result<ExitStatus, Error> {
     let (store, _) = open(store)?;
-    if args.attach && args.targets.containers.len() > 1 {
+    let ready = |query: &str| -> Result<(ContainerId, Record), Error> {
+        let (id, record, status) = observe(&store, query)?;
+        match status {
+            Status::Running | Status::Paused => {
+                Err(LifecycleError::AlreadyRunning(query.to_owned()).into())
+            }
+            Status::Created => Ok((id, record)),
+            Status::Exited => relaunch(&store, &id, &record).map(|()| (id, record)),
+        }
+    };
+    if !args.attach {
+        each(&args.targets.containers, |query| {
+            let (id, _) = ready(query)?;
+            send_start(&store, &id)?;
+            println!("{query}");
+            Ok(())
+        })?;
+        return Ok(ExitStatus::Exited(0));
+    }
+    let [query] = args.targets.containers.as_slice() else {
         return Err(LifecycleError::Io {
             what: "start -a",
             path: args.targets.containers.join(" "),
             why: "attach to one container at a time".into(),
         }
         .into());
-    }
-    let mut last = ExitStatus::Exited(0);
-    for query in &args.targets.containers {
-        let (id, record, status) = observe(&store, query)?;
-        match status {
-            Status::Running | Status::Paused => {
-                return Err(LifecycleError::AlreadyRunning(query.clone()).into());
-            }
-            Status::Created => {}
-            Status::Exited => relaunch(&store, &id, &record)?,
-        }
-        let socket = store.run_dir(&id).join(crate::state::SOCKET);
-        // Attached before it starts, so that none of its output is missed.
-        let attached = if args.attach {
-            let stdin = args.interactive && record.interactive;
-            Some(attach_to(&socket, stdin)?)
-        } else {
-            None
-        };
-        send_start(&store, &id)?;
-        match attached {
-            Some(fd) => {
-                let state = store.state(&id);
-                last = relay_attached(
-                    fd,
-                    args.interactive && record.interactive,
-                    record.tty,
-                    state,
-                )?;
-            }
-            None => println!("{query}"),
-        }
-    }
-    Ok(last)
+    };
+    let (id, record) = ready(query)?;
+    // Attached before it starts, so that none of its output is missed.
+    let stdin = args.interactive && record.interactive;
+    let attached = attach_to(&store.run_dir(&id).join(crate::state::SOCKET), stdin)?;
+    send_start(&store, &id)?;
+    relay_attached(attached, stdin, record.tty, store.state(&id))
 }
 // ANCHOR_END: start
 
@@ -342,6 +325,7 @@ fn relaunch(store: &Store, id: &ContainerId, record: &Record) -> Result<(), Erro
             store: store.root.clone(),
             hold: None,
             keep: true,
+            volatile: record.remove_on_exit,
         },
         start: false,
     };
@@ -453,7 +437,7 @@ pub fn relay_attached(
                 match Signal::try_from(info.ssi_signo as i32) {
                     Ok(Signal::SIGWINCH) => resize(&fd),
                     Ok(signal) if !tty => {
-                        if let Some(pidfd) = state.and_then(|s| s.pid.open()) {
+                        if let Some(pidfd) = state.as_ref().and_then(|s| s.pid.open()) {
                             let _ = pidfd.signal(signal);
                         }
                     }
@@ -593,7 +577,7 @@ pub fn exec(args: &ExecArgs, store: &StoreArgs) -> Result<ExitStatus, Error> {
 /// `wait`: each container's exit status, once it has one.
 pub fn wait(args: &Targets, store: &StoreArgs) -> Result<(), Error> {
     let (store, _) = open(store)?;
-    for query in &args.containers {
+    each(&args.containers, |query| {
         let (id, _, status) = observe(&store, query)?;
         let mut code = None;
         if status != Status::Exited {
@@ -619,14 +603,42 @@ pub fn wait(args: &Targets, store: &StoreArgs) -> Result<(), Error> {
                 let _ = recover::reconcile(&store, &id);
                 store
                     .record(&id)
-                    .map_err(|_| LifecycleError::NoSuch(query.clone()))?
+                    .map_err(|_| LifecycleError::NoSuch(query.to_owned()))?
                     .exit_code
                     .unwrap_or(0)
             }
         };
         println!("{code}");
+        Ok(())
+    })
+}
+
+/// Apply `act` to every container named, as docker does: each is tried,
+/// each failure is one line on stderr, and the status is 1 if any failed
+/// (a single container's failure keeps its own status).
+pub fn each(
+    queries: &[String],
+    mut act: impl FnMut(&str) -> Result<(), Error>,
+) -> Result<(), Error> {
+    if let [only] = queries {
+        return act(only);
     }
-    Ok(())
+    let mut failed = false;
+    for query in queries {
+        if let Err(err) = act(query) {
+            eprintln!(
+                "{}: {}",
+                stage01_uts::cli::program(),
+                stage01_uts::cli::Untrusted(&err.to_string())
+            );
+            failed = true;
+        }
+    }
+    if failed {
+        Err(Error::Reported(1))
+    } else {
+        Ok(())
+    }
 }
 
 /// A signal by name (`TERM`, `SIGTERM`, case aside) or number.
@@ -671,11 +683,11 @@ fn wait_for_monitor(store: &Store, id: &ContainerId, state: Option<crate::state:
 // ANCHOR: stop
 pub fn stop(args: &StopArgs, store: &StoreArgs) -> Result<(), Error> {
     let (store, _) = open(store)?;
-    for query in &args.targets.containers {
+    each(&args.targets.containers, |query| {
         stop_one(&store, query, args.time)?;
         println!("{query}");
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn stop_one(store: &Store, query: &str, grace: u32) -> Result<(), Error> {
@@ -690,7 +702,7 @@ fn stop_one(store: &Store, query: &str, grace: u32) -> Result<(), Error> {
         freeze(store, &id, false)?;
     }
     let signal = stop_signal(&store.spec(&id)?);
-    if let Some(pidfd) = state.and_then(|s| s.pid.open()) {
+    if let Some(pidfd) = state.as_ref().and_then(|s| s.pid.open()) {
         let _ = pidfd.signal(signal);
         if !pidfd.wait_exit(Duration::from_secs(grace.into())) {
             let _ = pidfd.signal(Signal::SIGKILL);
@@ -706,27 +718,27 @@ fn stop_one(store: &Store, query: &str, grace: u32) -> Result<(), Error> {
 pub fn kill(args: &KillArgs, store: &StoreArgs) -> Result<(), Error> {
     let (store, _) = open(store)?;
     let signal = parse_signal(&args.signal)?;
-    for query in &args.targets.containers {
+    each(&args.targets.containers, |query| {
         let (id, _, status) = observe(&store, query)?;
         if !matches!(status, Status::Running | Status::Paused) {
-            return Err(LifecycleError::NotRunning(query.clone()).into());
+            return Err(LifecycleError::NotRunning(query.to_owned()).into());
         }
         let pidfd = store
             .state(&id)
             .and_then(|s| s.pid.open())
-            .ok_or_else(|| LifecycleError::NotRunning(query.clone()))?;
+            .ok_or_else(|| LifecycleError::NotRunning(query.to_owned()))?;
         pidfd
             .signal(signal)
             .map_err(|e| Error::syscall(format!("pidfd_send_signal({signal})"), "signalling", e))?;
         println!("{query}");
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// `restart`: stop (if it runs), then start.
 pub fn restart(args: &StopArgs, store_args: &StoreArgs) -> Result<(), Error> {
     let (store, _) = open(store_args)?;
-    for query in &args.targets.containers {
+    each(&args.targets.containers, |query| {
         stop_one(&store, query, args.time)?;
         let (id, record, status) = observe(&store, query)?;
         if status == Status::Exited {
@@ -734,8 +746,8 @@ pub fn restart(args: &StopArgs, store_args: &StoreArgs) -> Result<(), Error> {
         }
         send_start(&store, &id)?;
         println!("{query}");
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Ask the container's monitor to start it.
@@ -777,28 +789,29 @@ fn freeze(store: &Store, id: &ContainerId, frozen: bool) -> Result<(), Error> {
 /// `pause` (`frozen`), `unpause`.
 pub fn pause(args: &Targets, store: &StoreArgs, frozen: bool) -> Result<(), Error> {
     let (store, _) = open(store)?;
-    for query in &args.containers {
+    each(&args.containers, |query| {
         let (id, _, status) = observe(&store, query)?;
+        let refused = |e: LifecycleError| Err(e.into());
         match (frozen, status) {
             (true, Status::Running) | (false, Status::Paused) => freeze(&store, &id, frozen)?,
-            (true, Status::Paused) => return Err(LifecycleError::Paused(query.clone()).into()),
-            (true, _) => return Err(LifecycleError::NotRunning(query.clone()).into()),
-            (false, _) => return Err(LifecycleError::NotPaused(query.clone()).into()),
+            (true, Status::Paused) => return refused(LifecycleError::Paused(query.to_owned())),
+            (true, _) => return refused(LifecycleError::NotRunning(query.to_owned())),
+            (false, _) => return refused(LifecycleError::NotPaused(query.to_owned())),
         }
         println!("{query}");
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// `rm`.
 // ANCHOR: rm
 pub fn rm(args: &RmArgs, store: &StoreArgs) -> Result<(), Error> {
     let (store, _) = open(store)?;
-    for query in &args.targets.containers {
+    each(&args.targets.containers, |query| {
         let (id, _, status) = observe(&store, query)?;
         match status {
             Status::Running | Status::Paused if !args.force => {
-                return Err(LifecycleError::RemoveRunning(query.clone()).into());
+                return Err(LifecycleError::RemoveRunning(query.to_owned()).into());
             }
             Status::Exited => {}
             _ => {
@@ -808,7 +821,7 @@ pub fn rm(args: &RmArgs, store: &StoreArgs) -> Result<(), Error> {
                 if status == Status::Paused {
                     let _ = freeze(&store, &id, false);
                 }
-                if let Some(pidfd) = state.and_then(|s| s.pid.open()) {
+                if let Some(pidfd) = state.as_ref().and_then(|s| s.pid.open()) {
                     let _ = pidfd.signal(Signal::SIGKILL);
                     pidfd.wait_exit(Duration::from_secs(10));
                 }
@@ -820,8 +833,8 @@ pub fn rm(args: &RmArgs, store: &StoreArgs) -> Result<(), Error> {
             store.remove(&id)?;
         }
         println!("{query}");
-    }
-    Ok(())
+        Ok(())
+    })
 }
 // ANCHOR_END: rm
 
