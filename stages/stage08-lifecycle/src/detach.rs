@@ -2,8 +2,8 @@
 //! monitor, and the keeper of an `exec -d`.
 //!
 //! The command forks; the child makes a session of its own (`setsid`: no
-//! controlling terminal, so closing the terminal sends it no SIGHUP), puts
-//! /dev/null on stdin and stdout (a caller reading the command's output to
+//! controlling terminal, so closing the terminal sends it no SIGHUP), moves
+//! to `/`, puts /dev/null on stdin and stdout (a caller reading the command's output to
 //! its end must not wait for the monitor), and reports over a pipe whether
 //! what it was asked to do worked. The command waits for that report, says
 //! it, and exits; the child lives on. Its stderr stays the command's until
@@ -65,6 +65,9 @@ pub fn detach(what: &'static str, child: impl FnOnce(&mut Reporter) -> u8) -> Re
         Ok(ForkResult::Child) => {
             drop(read);
             let _ = nix::unistd::setsid();
+            // Every path it uses is absolute: it keeps no directory of the
+            // caller's busy (a mount that could not be unmounted).
+            let _ = nix::unistd::chdir("/");
             if let Ok(null) =
                 nix::fcntl::open("/dev/null", OFlag::O_RDWR, nix::sys::stat::Mode::empty())
             {
