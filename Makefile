@@ -1,6 +1,6 @@
 # myruntime — build, test and read the workbook.
 #
-#   make demo            build, prepare the test rootfs, start containers, run an image
+#   make demo            a first container in minutes, then an overlay and an image
 #   make test            everything CI runs (as root): unit tests, every stage's
 #                        suite against its stage, the later stages and myruntime,
 #                        the book, fmt, clippy, lint
@@ -16,7 +16,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # The stage binaries, in order. A stage's suite runs against its own binary,
 # every later one, and myruntime.
-STAGES     := 01 02 03 04 05 06 07 08
+ALL_STAGES := 01 02 03 04 05 06 07 08
 STAGE_BINS := stage01-uts stage02-pid stage03-mount stage04-user stage05-cgroups stage06-overlay stage07-image stage08-lifecycle
 DEBUG_DIR  := target/debug
 PROBE      := target/probe/x86_64-unknown-linux-gnu/release/probe
@@ -38,14 +38,14 @@ check: ## show this machine's fitness for each stage
 
 .PHONY: build
 build: ## release build; bin/myruntime and bin/stageNN-*
-	$(CARGO) build --release --workspace --bins --exclude myruntime-suites --exclude probe
+	$(CARGO) build --release --workspace --bins --exclude myruntime-suites --exclude probe --exclude diagrams
 	@mkdir -p bin
 	@for b in myruntime $(STAGE_BINS); do ln -sf ../target/release/$$b bin/$$b; done
 	@echo "built: bin/myruntime $(addprefix bin/,$(STAGE_BINS))"
 
 .PHONY: build-debug
 build-debug: ## debug build of every binary (what the suites run by default)
-	$(CARGO) build --workspace --bins --exclude myruntime-suites --exclude probe
+	$(CARGO) build --workspace --bins --exclude myruntime-suites --exclude probe --exclude diagrams
 
 .PHONY: probe
 probe: ## the static probe the suites run inside containers
@@ -54,15 +54,15 @@ probe: ## the static probe the suites run inside containers
 	@file $(PROBE) 2>/dev/null | grep -q 'static' || { echo "probe is not static: $(PROBE)"; exit 1; }
 
 .PHONY: demo
-demo: build ## build, prepare the rootfs, start containers, pull and run an image
-	scripts/setup-test-env.sh --rootfs-only
-	scripts/demo
+demo: ## a first container in minutes, then an overlay and an image (root; installs what it needs)
+	@scripts/demo
 
 .PHONY: test
 test: setup ## everything CI runs: unit, suites, book, fmt, clippy, lint
 	$(MAKE) lint
 	$(MAKE) test-unit
 	$(MAKE) test-integration
+	$(MAKE) test-can-fail
 	@if [ "$$(stat -f -c %T /sys/fs/cgroup)" = cgroup2fs ]; then \
 		echo "this host is pure cgroup v2: the v2 VM job is not needed"; \
 	else \
@@ -86,7 +86,7 @@ lint: ## rustfmt, clippy, shellcheck
 .PHONY: test-integration
 test-integration: build-debug probe ## every stage's suite against its stage, later stages and myruntime (root)
 	@bins=($(STAGE_BINS)); i=0; \
-	for stage in $(STAGES); do \
+	for stage in $(ALL_STAGES); do \
 		for bin in "$${bins[@]:$$i}" myruntime; do \
 			case $$bin in stage0[3-9]*|myruntime) needs_rootfs=1;; *) needs_rootfs=0;; esac; \
 			echo "=== suite $$stage against $$bin"; \
@@ -103,21 +103,32 @@ test-vm: build-debug probe ## the stage 05 suite and a myruntime smoke on a pure
 .PHONY: test-stage
 test-stage: build-debug probe ## one suite: STAGE=NN, against BIN= (default: that stage's binary); NEEDS_ROOTFS=1 if BIN requires --rootfs
 	@test -n "$(STAGE)" || { echo "say which stage: make test-stage STAGE=01 [BIN=/path/to/runtime]"; exit 2; }
-	@test -f tests/suites/stage$(STAGE).rs || { echo "no suite for stage $(STAGE) yet; suites: $(STAGES)"; exit 2; }
+	@test -f tests/suites/stage$(STAGE).rs || { echo "no suite for stage $(STAGE) yet; suites: $(ALL_STAGES)"; exit 2; }
 	RUNTIME_BIN=$(if $(BIN),$(abspath $(BIN)),) RUNTIME_NEEDS_ROOTFS=$(NEEDS_ROOTFS) \
 		$(CARGO) test -p myruntime-suites --test stage$(STAGE) -- $(TESTS)
 
 .PHONY: progress
-progress: build-debug probe ## which milestones BIN= passes (default: myruntime)
-	$(CARGO) run -q -p myruntime-suites --bin progress -- $(abspath $(or $(BIN),$(DEBUG_DIR)/myruntime))
+progress: build-debug probe ## which milestones BIN= passes (default: myruntime); STAGES=01-03, NEEDS_ROOTFS=1
+	@$(CARGO) run -q -p myruntime-suites --bin progress -- \
+		$(if $(STAGES),--stages $(STAGES)) $(if $(filter 1,$(NEEDS_ROOTFS)),--needs-rootfs) \
+		$(abspath $(or $(BIN),$(DEBUG_DIR)/myruntime))
+
+.PHONY: test-can-fail
+test-can-fail: build-debug probe ## every milestone has a test that fails against the stage before it (root)
+	$(CARGO) run -q -p myruntime-suites --bin progress -- --can-fail $(CURDIR)/$(DEBUG_DIR)
+
+.PHONY: transcripts
+transcripts: build-debug ## write the book's transcripts of the binaries (root)
+	$(CARGO) run -q -p myruntime-suites --bin transcripts
 
 .PHONY: test-repo
-test-repo: ## the book's includes, the docs, Dockerfile.dev and the Vagrantfile
+test-repo: build-debug probe ## the book's includes and transcripts, the docs, Dockerfile.dev and the Vagrantfile
 	$(CARGO) test -p myruntime-suites --test repo
 
 .PHONY: book
-book: ## build the book into book/build (fails on a broken include)
+book: ## build the book into book/build (fails on a broken include or picture)
 	@test -x "$(MDBOOK)" || { echo "mdbook is missing: run scripts/setup-test-env.sh"; exit 1; }
+	@$(CARGO) run -q -p diagrams -- book/diagrams book/src/pictures book/src
 	@out=$$($(MDBOOK) build book 2>&1) || { echo "$$out"; exit 1; }; \
 	echo "$$out"; \
 	if grep -E '(ERROR|WARN)' <<<"$$out"; then echo "the book built with errors or warnings"; exit 1; fi

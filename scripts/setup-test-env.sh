@@ -6,6 +6,8 @@
 #   scripts/setup-test-env.sh --rootfs-only   just the test root filesystem
 #   scripts/setup-test-env.sh --packages-only just the packages and tools
 #                                             (Dockerfile.dev and the Vagrantfile use this)
+#   scripts/setup-test-env.sh --demo          what `make demo` needs: a few packages
+#                                             (as root) and the rootfs
 #
 # The test root filesystem goes to $MYRUNTIME_TEST_ROOTFS (default
 # .cache/test-env/rootfs). It is Alpine's minirootfs, checksum verified, when
@@ -37,6 +39,9 @@ packages=(
   ruby             # parses the Vagrantfile (ruby -c)
   python3 python3-venv  # runs Docker's Dockerfile parser, to lint Dockerfile.dev
 )
+# What `make demo` needs of the list above: the offline rootfs and an image
+# in a registry of its own, so that pull-and-run works with no internet.
+demo_packages=(busybox-static ca-certificates curl docker-registry skopeo python3)
 tools=${MYRUNTIME_TOOLS:-$HOME/.cache/myruntime}
 cargo_bin=${CARGO_HOME:-$HOME/.cargo}/bin
 # On a host that is not pure cgroup v2, `make test` also boots a v2 kernel
@@ -59,9 +64,14 @@ is_root() { [ "$(id -u)" -eq 0 ]; }
 
 pure_v2() { [ "$(stat -f -c %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ]; }
 
+# install_packages [PACKAGE...]: those given, or every package the tests
+# need (and the VM job's, on a host that is not pure cgroup v2).
 install_packages() {
-  local missing=() wanted=("${packages[@]}")
-  pure_v2 || wanted+=("${vm_packages[@]}")
+  local missing=() wanted=("$@")
+  if [ $# -eq 0 ]; then
+    wanted=("${packages[@]}")
+    pure_v2 || wanted+=("${vm_packages[@]}")
+  fi
   for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
@@ -236,6 +246,10 @@ main() {
     --rootfs-only)
       prepare_rootfs
       ;;
+    --demo)
+      install_packages "${demo_packages[@]}"
+      prepare_rootfs
+      ;;
     --packages-only)
       install_packages
       install_python_tools
@@ -249,7 +263,7 @@ main() {
       install_mdbook
       prepare_rootfs
       ;;
-    *) die "unknown option '$1'; use --rootfs-only, --packages-only, or nothing" ;;
+    *) die "unknown option '$1'; use --rootfs-only, --packages-only, --demo, or nothing" ;;
   esac
 }
 

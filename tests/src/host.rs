@@ -427,9 +427,25 @@ fn remove_cgroup(path: &str, with_children: bool) {
 /// What a runtime leaves for all its containers, like docker's `docker`
 /// cgroup: the default cgroup parent and the runtime directory. Removed when
 /// the test process exits, if no container is using them.
+///
+/// It also puts the host's hostname back if a run changed it: a runtime
+/// under test that calls sethostname(2) without a UTS namespace of its own
+/// (or a "runtime" that only executes COMMAND, in `make test-can-fail`)
+/// renames the host, and a suite must leave the machine as it found it.
 pub fn remove_runtime_leftovers_at_exit() {
     static ONCE: std::sync::Once = std::sync::Once::new();
+    static HOSTNAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     extern "C" fn cleanup() {
+        if let Some(before) = HOSTNAME.get()
+            && hostname() != *before
+        {
+            eprintln!(
+                "the host's hostname was changed to {:?} by a run of the runtime under test; \
+                 it is {before:?} again",
+                hostname()
+            );
+            let _ = nix::unistd::sethostname(before);
+        }
         // Only if empty: a container may still be using it.
         remove_cgroup("myruntime", false);
         // Root's runtime directory, and nobody's (the unprivileged tests
@@ -441,9 +457,10 @@ pub fn remove_runtime_leftovers_at_exit() {
             let _ = fs::remove_dir(dir);
         }
     }
-    // SAFETY: registering a plain extern "C" function.
-    ONCE.call_once(|| unsafe {
-        libc::atexit(cleanup);
+    ONCE.call_once(|| {
+        let _ = HOSTNAME.set(hostname());
+        // SAFETY: registering a plain extern "C" function.
+        unsafe { libc::atexit(cleanup) };
     });
 }
 

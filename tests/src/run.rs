@@ -34,6 +34,7 @@ pub struct Run {
 
 impl Run {
     pub fn new(bin: &Path) -> Run {
+        crate::report::install();
         Run {
             bin: bin.to_path_buf(),
             args: Vec::new(),
@@ -462,7 +463,7 @@ impl Running {
         let grace = Instant::now() + Duration::from_secs(2);
         let stdout = self.stdout.rest(grace);
         let stderr = self.stderr.rest(grace);
-        Outcome {
+        let outcome = Outcome {
             shown: self.shown.clone(),
             output: Output {
                 status,
@@ -470,7 +471,9 @@ impl Running {
                 stderr,
             },
             _group: self.group.take(),
-        }
+        };
+        crate::report::remember(outcome.describe());
+        outcome
     }
 
     #[track_caller]
@@ -620,12 +623,35 @@ fn quote_block(text: &str) -> String {
     if text.trim().is_empty() {
         return "(nothing)".into();
     }
-    let lines: Vec<&str> = text.trim_end().lines().collect();
+    let lines: Vec<String> = text.trim_end().lines().map(shorten).collect();
     if lines.len() == 1 {
-        lines[0].to_owned()
+        lines[0].clone()
     } else {
         format!("\n    {}", lines.join("\n    "))
     }
+}
+
+/// The longest line an account shows whole.
+const LONGEST_LINE: usize = 240;
+
+/// A line as an account shows it: the probe's JSON report (kilobytes, with
+/// the whole environment) is left out, since the assertion above names the
+/// field that matters; any other long line is cut.
+fn shorten(line: &str) -> String {
+    if line.len() <= LONGEST_LINE {
+        return line.to_owned();
+    }
+    if line.starts_with('{') && serde_json::from_str::<serde_json::Value>(line).is_ok() {
+        return format!(
+            "(a JSON report of {} bytes, left out: the message above names what was wrong in it)",
+            line.len()
+        );
+    }
+    let mut end = LONGEST_LINE;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes)", &line[..end], line.len() - end)
 }
 
 fn shell_quote(arg: &str) -> String {

@@ -1,4 +1,5 @@
-//! Checks over the repository itself; no root needed.
+//! Checks over the repository itself; no root needed, except to run the
+//! binaries whose transcripts the book shows.
 //!
 //! The book must include real code through anchors that exist; the docs must
 //! agree with the suites; Dockerfile.dev and the Vagrantfile must parse and
@@ -268,4 +269,45 @@ fn shipped_code_has_no_placeholders() {
         "placeholders in shipped code:\n{}",
         found.join("\n")
     );
+}
+
+/// The transcripts the book shows are what the binaries print today.
+/// Privileged: it starts containers (CI runs it as root).
+#[test]
+fn the_books_transcripts_are_what_the_binaries_print() {
+    use harness::transcripts::{TRANSCRIPTS, dir, render};
+    harness::require_root();
+    let bins = workspace_root().join("target/debug");
+    let mut stale = Vec::new();
+    for t in TRANSCRIPTS {
+        let path = dir().join(format!("{}.console", t.name));
+        let shown = fs::read_to_string(&path).unwrap_or_default();
+        let printed = render(t, &bins);
+        if shown != printed {
+            stale.push(format!(
+                "{}:\n--- the book shows\n{shown}--- the binary prints\n{printed}",
+                path.display()
+            ));
+        }
+        let included = format!("transcripts/{}.console", t.name);
+        assert!(
+            includes().iter().any(|(_, file, _)| file == &included),
+            "no chapter includes {included}"
+        );
+    }
+    assert!(
+        stale.is_empty(),
+        "run `sudo make transcripts` and read the change:\n{}",
+        stale.join("\n")
+    );
+    let mut files = Vec::new();
+    files_with_extension(&dir(), "console", &mut files);
+    for file in files {
+        let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+        assert!(
+            TRANSCRIPTS.iter().any(|t| t.name == name),
+            "{} is not made by `make transcripts` (tests/src/transcripts.rs): remove it or list it",
+            file.display()
+        );
+    }
 }

@@ -44,7 +44,7 @@ mod m1_process {
             .stdin("hello\n")
             .output();
         out.expect_code(0, "the shell script succeeds");
-        assert_eq!(out.stdout(), "out:hello\n", "stdout\n{}", out.describe());
+        harness::expect_eq!(out.stdout(), "out:hello\n", "stdout\n{}", out.describe());
         assert!(
             out.stderr().contains("err:hello\n"),
             "COMMAND's stderr must reach the runtime's stderr\n{}",
@@ -57,7 +57,7 @@ mod m1_process {
         let out = rt.run().probe(&["report"]).on_terminal();
         out.expect_code(0, "the probe runs on a terminal as well as on pipes");
         let report: probe::Report = out.json();
-        assert_eq!(
+        harness::expect_eq!(
             report.isatty,
             [true, true, true],
             "stdin, stdout and stderr should be the terminal the runtime was given"
@@ -91,7 +91,7 @@ mod m1_process {
         out.expect_code(0, "the probe lists its descriptors");
         let fds: serde_json::Value = out.json();
         let numbers: Vec<&String> = fds["fds"].as_object().expect("a map").keys().collect();
-        assert_eq!(
+        harness::expect_eq!(
             numbers,
             ["0", "1", "2"],
             "COMMAND holds more than stdin, stdout and stderr: {}\n{}",
@@ -135,7 +135,7 @@ mod m2_hostname {
             .probe(&["report"])
             .output();
         out.expect_code(0, "the container runs");
-        assert_eq!(out.report().hostname, "web-1", "{}", out.describe());
+        harness::expect_eq!(out.report().hostname, "web-1");
     }
 
     #[rstest]
@@ -143,18 +143,18 @@ mod m2_hostname {
         let first = rt.run().probe(&["report"]).output().report().hostname;
         let second = rt.run().probe(&["report"]).output().report().hostname;
         assert!(!first.is_empty(), "a container gets a generated hostname");
-        assert_ne!(
+        harness::expect_ne!(
             first,
             host::hostname(),
             "the generated name is not the host's"
         );
-        assert_ne!(first, second, "each container gets its own generated name");
+        harness::expect_ne!(first, second, "each container gets its own generated name");
     }
 
     #[rstest]
     fn the_uts_namespace_is_new(rt: Runtime) {
         let report = rt.run().probe(&["report"]).output().report();
-        assert_ne!(
+        harness::expect_ne!(
             report.namespaces.get("uts"),
             host::namespaces().get("uts"),
             "the container must be in a new UTS namespace (clone with CLONE_NEWUTS)"
@@ -169,9 +169,18 @@ mod m2_hostname {
             .args(["--hostname", "inside"])
             .probe(&["sethostname", "changed-inside"])
             .output();
+        let after = host::hostname();
+        if after != before {
+            // Put it back before failing: the suite leaves the host as it was.
+            let _ = nix::unistd::sethostname(&before);
+        }
         out.expect_code(0, "root in the container may rename its own UTS namespace");
-        assert_eq!(out.report().hostname, "changed-inside");
-        assert_eq!(host::hostname(), before, "the host's hostname changed!");
+        harness::expect_eq!(out.report().hostname, "changed-inside");
+        harness::expect_eq!(
+            after,
+            before,
+            "the host's hostname changed (put back): COMMAND must run in a UTS namespace of its own"
+        );
     }
 }
 
@@ -229,7 +238,7 @@ mod m3_errors {
             .args(["--hostname", name])
             .probe(&["report"])
             .output();
-        assert_ne!(
+        harness::expect_ne!(
             out.code(),
             0,
             "an invalid hostname must be refused\n{}",

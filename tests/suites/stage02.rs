@@ -26,12 +26,14 @@ mod m1_pid_one {
         let out = rt.run().probe(&["report"]).output();
         out.expect_code(0, "the container runs");
         let report = out.report();
-        assert_eq!(
-            report.pid, 1,
+        harness::expect_eq!(
+            report.pid,
+            1,
             "COMMAND must be PID 1 of a new PID namespace (clone with CLONE_NEWPID)"
         );
-        assert_eq!(
-            report.ppid, 0,
+        harness::expect_eq!(
+            report.ppid,
+            0,
             "PID 1's parent is outside its namespace, so getppid() is 0"
         );
     }
@@ -40,12 +42,12 @@ mod m1_pid_one {
     fn the_pid_namespace_is_new_and_uts_still_is(rt: Runtime) {
         let report = rt.run().probe(&["report"]).output().report();
         let hosts = host::namespaces();
-        assert_ne!(
+        harness::expect_ne!(
             report.namespaces.get("pid"),
             hosts.get("pid"),
             "a new PID namespace"
         );
-        assert_ne!(
+        harness::expect_ne!(
             report.namespaces.get("uts"),
             hosts.get("uts"),
             "stage 01's UTS namespace stays"
@@ -59,7 +61,7 @@ mod m1_pid_one {
             .args(["--hostname", "pid-one"])
             .probe(&["report"])
             .output();
-        assert_eq!(out.report().hostname, "pid-one");
+        harness::expect_eq!(out.report().hostname, "pid-one");
         rt.run()
             .probe(&["exit", "42"])
             .output()
@@ -80,7 +82,7 @@ mod m2_signals {
     #[case::usr2(Signal::SIGUSR2)]
     fn a_signal_sent_to_the_runtime_reaches_pid_1(rt: Runtime, #[case] signal: Signal) {
         let mut running = rt.run().probe(&["signals"]).spawn();
-        assert_eq!(
+        harness::expect_eq!(
             running.read_line(),
             "ready",
             "the probe prints `ready` once its handlers are installed"
@@ -93,7 +95,7 @@ mod m2_signals {
              the runtime must forward the signal and not die of it",
         );
         let got: serde_json::Value = out.json();
-        assert_eq!(
+        harness::expect_eq!(
             got["received"],
             signal.as_str(),
             "PID 1 should have received {signal}\n{}",
@@ -125,11 +127,12 @@ mod m3_init {
     #[rstest]
     fn with_init_command_is_pid_2_under_an_init(rt: Runtime) {
         let report = rt.run().arg("--init").probe(&["report"]).output().report();
-        assert_eq!(
-            report.pid, 2,
+        harness::expect_eq!(
+            report.pid,
+            2,
             "with --init, init is PID 1 and COMMAND its first child"
         );
-        assert_eq!(report.ppid, 1, "COMMAND's parent is the init");
+        harness::expect_eq!(report.ppid, 1, "COMMAND's parent is the init");
     }
 
     #[rstest]
@@ -137,7 +140,7 @@ mod m3_init {
         let out = rt.run().arg("--init").probe(&["orphan"]).output();
         out.expect_code(0, "the probe leaves an orphan and reports the zombies");
         let got: serde_json::Value = out.json();
-        assert_eq!(
+        harness::expect_eq!(
             got["zombies"],
             serde_json::json!([]),
             "the orphan was re-parented to PID 1, which must reap it\n{}",
@@ -175,12 +178,12 @@ mod m3_init {
     #[rstest]
     fn with_init_signals_still_reach_command(rt: Runtime) {
         let mut running = rt.run().arg("--init").probe(&["signals"]).spawn();
-        assert_eq!(running.read_line(), "ready");
+        harness::expect_eq!(running.read_line(), "ready");
         running.signal(Signal::SIGUSR1);
         let out = running.finish();
         out.expect_code(0, "COMMAND reports the signal and exits 0");
         let got: serde_json::Value = out.json();
-        assert_eq!(got["received"], "SIGUSR1");
+        harness::expect_eq!(got["received"], "SIGUSR1");
     }
 }
 
@@ -203,7 +206,7 @@ mod m4_pid_one_exits {
             3,
             "the runtime returns at once with PID 1's status, not waiting for the rest",
         );
-        assert_eq!(
+        harness::expect_eq!(
             host::processes_with(&tag),
             Vec::<i32>::new(),
             "the background process must be gone with PID 1 (the kernel kills a PID namespace with its init)"

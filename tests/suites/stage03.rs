@@ -48,7 +48,7 @@ mod m1_rootfs {
             .run_in(&rootfs)
             .probe(&["read", &host_marker.path().to_string_lossy()])
             .output();
-        assert_eq!(
+        harness::expect_eq!(
             json(&seen)["errno"],
             "ENOENT",
             "a host file must not be visible in the container\n{}",
@@ -71,7 +71,7 @@ mod m1_rootfs {
             out.expect_code(0, "the probe lists the descriptors");
             let fds = json(&out)["fds"].clone();
             let numbers: Vec<&String> = fds.as_object().expect("a map").keys().collect();
-            assert_eq!(
+            harness::expect_eq!(
                 numbers,
                 ["0", "1", "2"],
                 "pid {pid} holds {fds}\n{}",
@@ -83,7 +83,7 @@ mod m1_rootfs {
     #[rstest]
     fn the_mount_namespace_is_new(rt: Runtime) {
         let report = rt.run().probe(&["report"]).output().report();
-        assert_ne!(report.namespaces.get("mnt"), host::namespaces().get("mnt"));
+        harness::expect_ne!(report.namespaces.get("mnt"), host::namespaces().get("mnt"));
     }
 
     #[rstest]
@@ -95,7 +95,7 @@ mod m1_rootfs {
             .probe(&["escape", &marker.path().to_string_lossy()])
             .output();
         out.expect_code(0, "the probe tries the chroot escape");
-        assert_eq!(
+        harness::expect_eq!(
             json(&out)["escaped"],
             false,
             "the chroot escape reached the host's files: was the rootfs entered with chroot, \
@@ -120,13 +120,13 @@ mod m1_rootfs {
     #[rstest]
     fn ps_shows_only_the_containers_processes(rt: Runtime) {
         let report = rt.run().probe(&["report"]).output().report();
-        assert_eq!(
+        harness::expect_eq!(
             report.visible_pids,
             [1],
             "a fresh /proc shows the container's PID namespace only"
         );
         let with_init = rt.run().arg("--init").probe(&["report"]).output().report();
-        assert_eq!(with_init.visible_pids, [1, 2]);
+        harness::expect_eq!(with_init.visible_pids, [1, 2]);
     }
 
     #[rstest]
@@ -139,15 +139,15 @@ mod m1_rootfs {
             .args(["-v", &spec])
             .probe(&["signals"])
             .spawn();
-        assert_eq!(running.read_line(), "ready");
-        assert_eq!(
+        harness::expect_eq!(running.read_line(), "ready");
+        harness::expect_eq!(
             host::mounts_under(rootfs.path()),
             Vec::<String>::new(),
             "the container's mounts leaked to the host's mount table (propagation not private?)"
         );
         running.signal(nix::sys::signal::Signal::SIGTERM);
         running.finish().expect_code(0, "the probe ends on SIGTERM");
-        assert_eq!(host::mounts_under(rootfs.path()), Vec::<String>::new());
+        harness::expect_eq!(host::mounts_under(rootfs.path()), Vec::<String>::new());
     }
 
     #[rstest]
@@ -157,7 +157,7 @@ mod m1_rootfs {
             .command(["sh", "-c", "echo from-the-rootfs"])
             .output();
         out.expect_code(0, "the rootfs's sh runs");
-        assert_eq!(out.stdout(), "from-the-rootfs\n");
+        harness::expect_eq!(out.stdout(), "from-the-rootfs\n");
     }
 }
 
@@ -177,27 +177,39 @@ mod m2_kernel_filesystems {
     #[rstest]
     fn proc_sys_and_dev_are_mounted_as_they_should(rt: Runtime) {
         let report = rt.run().probe(&["report"]).output().report();
-        assert_eq!(mount(&report, "/proc").fs_type, "proc");
+        harness::expect_eq!(mount(&report, "/proc").fs_type, "proc");
         let sys = mount(&report, "/sys");
-        assert_eq!(sys.fs_type, "sysfs");
+        harness::expect_eq!(sys.fs_type, "sysfs");
         assert!(
             sys.options.split(',').any(|o| o == "ro"),
             "/sys must be read-only: {sys:?}"
         );
-        assert_eq!(mount(&report, "/dev").fs_type, "tmpfs");
+        harness::expect_eq!(mount(&report, "/dev").fs_type, "tmpfs");
         let pts = mount(&report, "/dev/pts");
-        assert_eq!(pts.fs_type, "devpts");
-        assert_eq!(mount(&report, "/dev/shm").fs_type, "tmpfs");
-        assert_eq!(mount(&report, "/dev/mqueue").fs_type, "mqueue");
+        harness::expect_eq!(pts.fs_type, "devpts");
+        harness::expect_eq!(mount(&report, "/dev/shm").fs_type, "tmpfs");
+        harness::expect_eq!(mount(&report, "/dev/mqueue").fs_type, "mqueue");
     }
 
     #[rstest]
+    /// A sysfs file that exists on any host and rejects the probe's text
+    /// ("written by the probe") as a value: on a read-only /sys the write
+    /// fails with EROFS; on a writable one with EINVAL, and the host's
+    /// setting stays as it was either way.
     fn sys_cannot_be_written(rt: Runtime) {
-        let out = rt
-            .run()
-            .probe(&["write", "/sys/kernel/uevent_helper"])
-            .output();
-        assert_eq!(json(&out)["ok"], false, "{}", out.describe());
+        let file = [
+            "/sys/kernel/mm/transparent_hugepage/enabled",
+            "/sys/kernel/mm/ksm/run",
+        ]
+        .into_iter()
+        .find(|f| Path::new(f).exists())
+        .expect("this kernel has neither transparent hugepages nor KSM in /sys");
+        let out = rt.run().probe(&["write", file]).output();
+        harness::expect_eq!(
+            json(&out)["errno"],
+            "EROFS",
+            "{file} must not be writable: /sys is mounted read-only"
+        );
     }
 
     #[rstest]
@@ -208,14 +220,14 @@ mod m2_kernel_filesystems {
             "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin",
             "stdout", "tty", "urandom", "zero",
         ];
-        assert_eq!(
+        harness::expect_eq!(
             entries,
             serde_json::json!(expected),
             "/dev must hold exactly these"
         );
         let null = rt.run().probe(&["stat", "/dev/null"]).output();
         let null = json(&null);
-        assert_eq!(
+        harness::expect_eq!(
             (
                 null["kind"].clone(),
                 null["rdev_major"].clone(),
@@ -223,13 +235,13 @@ mod m2_kernel_filesystems {
             ),
             ("char".into(), 1.into(), 3.into())
         );
-        assert_eq!(null["mode"], 0o666);
+        harness::expect_eq!(null["mode"], 0o666);
     }
 
     #[rstest]
     fn devpts_is_a_new_instance(rt: Runtime) {
         let out = rt.run().probe(&["ls", "/dev/pts"]).output();
-        assert_eq!(
+        harness::expect_eq!(
             json(&out)["entries"],
             serde_json::json!(["ptmx"]),
             "the host's terminals must not be visible (devpts newinstance)"
@@ -248,7 +260,7 @@ mod m2_kernel_filesystems {
                 continue; // this kernel has no such file: nothing to mask
             }
             let out = rt.run().probe(&["read", path]).output();
-            assert_eq!(
+            harness::expect_eq!(
                 json(&out)["bytes"],
                 0,
                 "{path} must be masked\n{}",
@@ -260,7 +272,7 @@ mod m2_kernel_filesystems {
                 continue;
             }
             let out = rt.run().probe(&["ls", dir]).output();
-            assert_eq!(
+            harness::expect_eq!(
                 json(&out)["entries"],
                 serde_json::json!([]),
                 "{dir} must be masked"
@@ -273,7 +285,7 @@ mod m2_kernel_filesystems {
     #[case("/proc/sys/vm/drop_caches")]
     fn kernel_settings_are_read_only(rt: Runtime, #[case] path: &str) {
         let out = rt.run().probe(&["write", path]).output();
-        assert_eq!(
+        harness::expect_eq!(
             json(&out)["errno"],
             "EROFS",
             "{path} must be read-only\n{}",
@@ -296,18 +308,13 @@ mod m3_volumes_and_environment {
             .args(["-v", &spec])
             .probe(&["ls", "/data"])
             .output();
-        assert_eq!(
-            json(&out)["entries"],
-            serde_json::json!(["from-host"]),
-            "{}",
-            out.describe()
-        );
+        harness::expect_eq!(json(&out)["entries"], serde_json::json!(["from-host"]));
         let out = rt
             .run()
             .args(["-v", &spec])
             .probe(&["write", "/data/from-container"])
             .output();
-        assert_eq!(json(&out)["ok"], true, "{}", out.describe());
+        harness::expect_eq!(json(&out)["ok"], true);
         assert!(
             dir.path().join("from-container").exists(),
             "the write must reach the host"
@@ -324,7 +331,7 @@ mod m3_volumes_and_environment {
             .args(["-v", &spec])
             .probe(&["read", "/etc/app.conf"])
             .output();
-        assert_eq!(json(&out)["bytes"], 5, "{}", out.describe());
+        harness::expect_eq!(json(&out)["bytes"], 5);
     }
 
     #[rstest]
@@ -338,7 +345,7 @@ mod m3_volumes_and_environment {
                 .args(["-v", &spec])
                 .probe(&["write", path])
                 .output();
-            assert_eq!(
+            harness::expect_eq!(
                 json(&out)["errno"],
                 "EROFS",
                 "{path} is in a :ro volume (a submount must be read-only too)\n{}",
@@ -358,7 +365,7 @@ mod m3_volumes_and_environment {
             .probe(&["report"])
             .output()
             .report();
-        assert_eq!(report.cwd, "/srv/app");
+        harness::expect_eq!(report.cwd, "/srv/app");
     }
 
     #[rstest]
@@ -379,13 +386,13 @@ mod m3_volumes_and_environment {
             .output()
             .report();
         let env = &report.env;
-        assert_eq!(env.get("APP_MODE").map(String::as_str), Some("test"));
-        assert_eq!(
+        harness::expect_eq!(env.get("APP_MODE").map(String::as_str), Some("test"));
+        harness::expect_eq!(
             env.get("HOME").map(String::as_str),
             Some("/srv"),
             "-e overrides a default"
         );
-        assert_eq!(env.get("HOSTNAME").map(String::as_str), Some("envy"));
+        harness::expect_eq!(env.get("HOSTNAME").map(String::as_str), Some("envy"));
         assert!(
             env.get("PATH").is_some_and(|p| p.contains("/bin")),
             "a default PATH"
@@ -406,7 +413,7 @@ mod m3_volumes_and_environment {
             .probe(&["report"])
             .output()
             .report();
-        assert_eq!(
+        harness::expect_eq!(
             report.env.get("MYRUNTIME_TEST_PASSED").map(String::as_str),
             Some("through")
         );
@@ -421,7 +428,7 @@ mod m4_bad_input {
     /// mounted under `watched`.
     fn refused(out: &harness::Outcome, what: &str, watched: &Path) {
         out.expect_refused(&[what]);
-        assert_eq!(
+        harness::expect_eq!(
             host::mounts_under(watched),
             Vec::<String>::new(),
             "left mounted"
@@ -452,7 +459,7 @@ mod m4_bad_input {
             .output();
         out.expect_code(127, "the command is not in the rootfs");
         assert!(out.stderr().contains("no-such-tool"), "{}", out.describe());
-        assert_eq!(host::mounts_under(rootfs.path()), Vec::<String>::new());
+        harness::expect_eq!(host::mounts_under(rootfs.path()), Vec::<String>::new());
     }
 
     #[rstest]

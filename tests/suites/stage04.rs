@@ -57,16 +57,16 @@ mod m1_user {
             .probe(&["report"])
             .output()
             .report();
-        assert_eq!(
+        harness::expect_eq!(
             (report.uid, report.euid, report.gid, report.egid),
             (65534, 65534, 65534, 65534)
         );
-        assert_eq!(
+        harness::expect_eq!(
             report.env.get("HOME").map(String::as_str),
             Some("/nonexistent"),
             "HOME from /etc/passwd"
         );
-        assert_eq!(
+        harness::expect_eq!(
             report.capabilities.get("effective").map(String::as_str),
             Some("0000000000000000"),
             "a user other than root holds no capability"
@@ -81,8 +81,8 @@ mod m1_user {
             .probe(&["report"])
             .output()
             .report();
-        assert_eq!((report.uid, report.gid), (1234, 5678));
-        assert_eq!(
+        harness::expect_eq!((report.uid, report.gid), (1234, 5678));
+        harness::expect_eq!(
             report.groups,
             [5678],
             "supplementary groups: the primary only"
@@ -104,11 +104,11 @@ mod m1_user {
             .probe(&["report"])
             .output()
             .report();
-        assert_eq!((report.uid, report.gid), (1500, 1500));
+        harness::expect_eq!((report.uid, report.gid), (1500, 1500));
         let mut groups = report.groups.clone();
         groups.sort_unstable();
-        assert_eq!(groups, [44, 50, 1500]);
-        assert_eq!(
+        harness::expect_eq!(groups, [44, 50, 1500]);
+        harness::expect_eq!(
             report.env.get("HOME").map(String::as_str),
             Some("/home/app")
         );
@@ -156,8 +156,8 @@ mod m1_user {
     #[rstest]
     fn without_user_or_maps_root_keeps_the_hosts_ids(rt: Runtime) {
         let report = rt.run().probe(&["report"]).output().report();
-        assert_eq!(report.uid, 0);
-        assert_eq!(
+        harness::expect_eq!(report.uid, 0);
+        harness::expect_eq!(
             report.namespaces.get("user"),
             host::namespaces().get("user"),
             "as with docker, root gets no user namespace unless asked"
@@ -178,8 +178,8 @@ mod m2_userns {
             .args(["--uidmap", "0:100000:65536", "-v", &spec])
             .probe(&["write", "/data/made-by-root"])
             .output();
-        assert_eq!(json(&out)["ok"], true, "{}", out.describe());
-        assert_eq!(
+        harness::expect_eq!(json(&out)["ok"], true);
+        harness::expect_eq!(
             host::owner(&dir.path().join("made-by-root")),
             (100000, 100000),
             "a file root makes inside belongs to the mapped host id (gids follow --uidmap)"
@@ -190,9 +190,9 @@ mod m2_userns {
             .probe(&["report"])
             .output()
             .report();
-        assert_eq!(report.uid, 0, "root inside");
-        assert_eq!(map_lines(&report.uid_map), [(0, 100000, 65536)]);
-        assert_ne!(
+        harness::expect_eq!(report.uid, 0, "root inside");
+        harness::expect_eq!(map_lines(&report.uid_map), [(0, 100000, 65536)]);
+        harness::expect_ne!(
             report.namespaces.get("user"),
             host::namespaces().get("user")
         );
@@ -206,7 +206,7 @@ mod m2_userns {
             .probe(&["report"])
             .output()
             .report();
-        assert_eq!(map_lines(&report.gid_map), [(0, 200000, 1000)]);
+        harness::expect_eq!(map_lines(&report.gid_map), [(0, 200000, 1000)]);
     }
 
     #[rstest]
@@ -218,9 +218,9 @@ mod m2_userns {
             .probe(&["report"])
             .output()
             .report();
-        assert_eq!(map_lines(&report.uid_map), [(0, subids.start, 65536)]);
-        assert_eq!(map_lines(&report.gid_map), [(0, subids.start, 65536)]);
-        assert_eq!(report.uid, 0);
+        harness::expect_eq!(map_lines(&report.uid_map), [(0, subids.start, 65536)]);
+        harness::expect_eq!(map_lines(&report.gid_map), [(0, subids.start, 65536)]);
+        harness::expect_eq!(report.uid, 0);
     }
 
     #[rstest]
@@ -230,13 +230,13 @@ mod m2_userns {
             .args(["--uidmap", "0:100000:65536"])
             .probe(&["mknod", "/tmp/disk", "8", "0"])
             .output();
-        assert_eq!(
+        harness::expect_eq!(
             json(&out)["ok"],
             false,
             "root inside made a block device node\n{}",
             out.describe()
         );
-        assert_eq!(json(&out)["errno"], "EPERM");
+        harness::expect_eq!(json(&out)["errno"], "EPERM");
     }
 
     #[rstest]
@@ -248,13 +248,13 @@ mod m2_userns {
             .probe(&["sethostname", "renamed-inside"])
             .output();
         out.expect_code(0, "its own UTS namespace it may rename");
-        assert_eq!(host::hostname(), before);
+        harness::expect_eq!(host::hostname(), before);
         let out = rt
             .run()
             .args(["--uidmap", "0:100000:65536"])
             .probe(&["write", "/proc/sys/kernel/hostname"])
             .output();
-        assert_eq!(json(&out)["ok"], false, "{}", out.describe());
+        harness::expect_eq!(json(&out)["ok"], false);
     }
 
     #[rstest]
@@ -268,7 +268,7 @@ mod m2_userns {
         out.expect_code(0, "the probe lists its descriptors");
         let fds = json(&out)["fds"].clone();
         let numbers: Vec<&String> = fds.as_object().expect("a map").keys().collect();
-        assert_eq!(numbers, ["0", "1", "2"], "{fds}\n{}", out.describe());
+        harness::expect_eq!(numbers, ["0", "1", "2"], "{fds}\n{}", out.describe());
     }
 
     #[rstest]
@@ -276,7 +276,7 @@ mod m2_userns {
     #[case::bad_map(&["--uidmap", "0:100000"][..], "CONTAINER:HOST:SIZE")]
     fn bad_maps_are_refused(rt: Runtime, #[case] args: &[&str], #[case] what: &str) {
         let out = rt.run().args(args).probe(&["report"]).output();
-        assert_ne!(out.code(), 0);
+        harness::expect_ne!(out.code(), 0);
         assert!(out.stdout().is_empty(), "{}", out.describe());
         assert!(out.stderr().contains(what), "{}", out.describe());
     }
@@ -307,16 +307,16 @@ mod m3_rootless {
             .args(["-v", &spec])
             .probe(&["write", "/data/made-rootless"])
             .output();
-        assert_eq!(json(&out)["ok"], true, "{}", out.describe());
-        assert_eq!(host::owner(&dir.path().join("made-rootless")).0, user.uid);
+        harness::expect_eq!(json(&out)["ok"], true);
+        harness::expect_eq!(host::owner(&dir.path().join("made-rootless")).0, user.uid);
         let report = rt
             .run_in(&rootfs)
             .as_user(user)
             .probe(&["report"])
             .output()
             .report();
-        assert_eq!(report.uid, 0, "the user is root inside");
-        assert_eq!(
+        harness::expect_eq!(report.uid, 0, "the user is root inside");
+        harness::expect_eq!(
             map_lines(&report.uid_map),
             [(0, user.uid, 1), (1, sub, count)]
         );
@@ -334,9 +334,9 @@ mod m3_rootless {
             .output();
         out.expect_code(0, "a rootless container runs");
         let report = out.report();
-        assert_eq!(report.hostname, "rootless");
-        assert_eq!(report.pid, 1);
-        assert_eq!(report.visible_pids, [1], "a fresh /proc");
+        harness::expect_eq!(report.hostname, "rootless");
+        harness::expect_eq!(report.pid, 1);
+        harness::expect_eq!(report.visible_pids, [1], "a fresh /proc");
         for point in [
             "/proc",
             "/sys",
@@ -369,14 +369,14 @@ mod m3_rootless {
             .as_user(user)
             .probe(&["write", "/dev/null"])
             .output();
-        assert_eq!(json(&null)["ok"], true, "{}", null.describe());
+        harness::expect_eq!(json(&null)["ok"], true);
         let marker = tempfile::NamedTempFile::new().unwrap();
         let escape = rt
             .run_in(&rootfs)
             .as_user(user)
             .probe(&["escape", &marker.path().to_string_lossy()])
             .output();
-        assert_eq!(json(&escape)["escaped"], false, "{}", escape.describe());
+        harness::expect_eq!(json(&escape)["escaped"], false);
     }
 
     #[rstest]
@@ -392,8 +392,8 @@ mod m3_rootless {
             .args(["-v", &spec, "--user", "1000:1000"])
             .probe(&["write", "/data/made-by-1000"])
             .output();
-        assert_eq!(json(&out)["ok"], true, "{}", out.describe());
-        assert_eq!(host::owner(&dir.path().join("made-by-1000")).0, sub + 999);
+        harness::expect_eq!(json(&out)["ok"], true);
+        harness::expect_eq!(host::owner(&dir.path().join("made-by-1000")).0, sub + 999);
     }
 
     #[rstest]
@@ -406,8 +406,8 @@ mod m3_rootless {
             .probe(&["report"])
             .output()
             .report();
-        assert_eq!(map_lines(&report.uid_map), [(0, user.uid, 1)]);
-        assert_eq!(report.uid, 0);
+        harness::expect_eq!(map_lines(&report.uid_map), [(0, user.uid, 1)]);
+        harness::expect_eq!(report.uid, 0);
     }
 
     #[rstest]
@@ -420,7 +420,7 @@ mod m3_rootless {
             .args(["--uidmap", "0:0:1"])
             .probe(&["report"])
             .output();
-        assert_ne!(
+        harness::expect_ne!(
             out.code(),
             0,
             "mapping the host's root must be refused\n{}",
@@ -439,7 +439,7 @@ mod m3_rootless {
             .args(["--user", "1000"])
             .probe(&["report"])
             .output();
-        assert_ne!(out.code(), 0, "uid 1000 is not mapped\n{}", out.describe());
+        harness::expect_ne!(out.code(), 0, "uid 1000 is not mapped\n{}", out.describe());
         assert!(out.stderr().contains("not mapped"), "{}", out.describe());
     }
 }
@@ -487,6 +487,26 @@ mod m4_ipc {
         }
     }
 
+    /// The container's queues, if they reached the host: removed on drop.
+    struct LeakedQueues {
+        key: i32,
+        name: std::ffi::CString,
+    }
+
+    impl Drop for LeakedQueues {
+        fn drop(&mut self) {
+            // SAFETY: looking up and removing a queue by key and by name;
+            // both fail harmlessly when the queue is not on the host.
+            unsafe {
+                let id = libc::msgget(self.key, 0);
+                if id >= 0 {
+                    libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut());
+                }
+                libc::mq_unlink(self.name.as_ptr());
+            }
+        }
+    }
+
     fn host_mq_exists(name: &str) -> bool {
         let name = std::ffi::CString::new(format!("/{name}")).unwrap();
         // SAFETY: opening without O_CREAT only looks.
@@ -504,13 +524,19 @@ mod m4_ipc {
         let (host_key, ctr_key) = (0x4d52_0000 | (pid & 0xffff), 0x4d53_0000 | (pid & 0xffff));
         let (host_name, ctr_name) = (format!("myrt-host-{pid}"), format!("myrt-ctr-{pid}"));
         let _host = HostQueues::make(host_key, &host_name);
+        // A runtime without an IPC namespace lets the probe make its queues
+        // on the host: removed when the test ends, passed or failed.
+        let _leaked = LeakedQueues {
+            key: ctr_key,
+            name: std::ffi::CString::new(format!("/{ctr_name}")).unwrap(),
+        };
 
         let mut running = rt
             .run()
             .probe(&["ipc", &ctr_key.to_string(), &ctr_name])
             .spawn();
         let seen: serde_json::Value = serde_json::from_str(&running.read_line()).unwrap();
-        assert_eq!(running.read_line(), "ready", "the probe made its queues");
+        harness::expect_eq!(running.read_line(), "ready", "the probe made its queues");
         let keys: Vec<i64> = serde_json::from_value(seen["msg_keys"].clone()).unwrap();
         assert!(
             !keys.contains(&(host_key as i64)),
@@ -539,6 +565,6 @@ mod m4_ipc {
     #[rstest]
     fn the_ipc_namespace_is_new(rt: Runtime) {
         let report = rt.run().probe(&["report"]).output().report();
-        assert_ne!(report.namespaces.get("ipc"), host::namespaces().get("ipc"));
+        harness::expect_ne!(report.namespaces.get("ipc"), host::namespaces().get("ipc"));
     }
 }

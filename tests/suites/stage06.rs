@@ -119,7 +119,7 @@ mod m1_copy_on_write {
         };
         let out = rt.run_in(&rootfs).command(["sh", "-c", script]).output();
         out.expect_code(0, "the changes succeed inside");
-        assert_eq!(out.stdout(), "done\n");
+        harness::expect_eq!(out.stdout(), "done\n");
         let after = snapshot(rootfs.path());
         let changed: Vec<_> = before
             .iter()
@@ -127,7 +127,7 @@ mod m1_copy_on_write {
             .map(|(k, _)| k.clone())
             .chain(after.keys().filter(|k| !before.contains_key(*k)).cloned())
             .collect();
-        assert_eq!(changed, Vec::<PathBuf>::new(), "the rootfs on disk changed");
+        harness::expect_eq!(changed, Vec::<PathBuf>::new(), "the rootfs on disk changed");
     }
 
     #[rstest]
@@ -141,7 +141,7 @@ mod m1_copy_on_write {
                 "echo new > /new-file && rm /etc/group && echo ready && exec sleep 30",
             ])
             .spawn();
-        assert_eq!(running.read_line(), "ready");
+        harness::expect_eq!(running.read_line(), "ready");
         let dirs = container_dirs();
         let upper = dirs
             .iter()
@@ -177,12 +177,12 @@ mod m2_isolation {
                 "echo one > /etc/written-by-first && echo ready && exec sleep 30",
             ])
             .spawn();
-        assert_eq!(first.read_line(), "ready");
+        harness::expect_eq!(first.read_line(), "ready");
         let second = rt
             .run_in(&rootfs)
             .probe(&["read", "/etc/written-by-first"])
             .output();
-        assert_eq!(
+        harness::expect_eq!(
             json(&second)["errno"],
             "ENOENT",
             "the second container sees the first one's write\n{}",
@@ -200,7 +200,7 @@ mod m3_lifecycle {
     #[rstest]
     fn the_overlay_is_not_visible_on_the_host(rt: Runtime) {
         let mut running = rt.run().probe(&["signals"]).spawn();
-        assert_eq!(running.read_line(), "ready");
+        harness::expect_eq!(running.read_line(), "ready");
         let overlays: Vec<String> = host::mounts()
             .into_iter()
             .filter(|m| m.fs_type == "overlay" && m.mount_point.contains("myruntime-suite"))
@@ -208,7 +208,7 @@ mod m3_lifecycle {
             .collect();
         running.signal(nix::sys::signal::Signal::SIGTERM);
         running.finish().expect_code(0, "the probe ends on SIGTERM");
-        assert_eq!(
+        harness::expect_eq!(
             overlays,
             Vec::<String>::new(),
             "the container's overlay is mounted on the host"
@@ -241,33 +241,55 @@ mod m3_lifecycle {
             .probe(&["exit", "0"])
             .output()
             .expect_code(0, "the next start runs");
-        assert_eq!(
+        harness::expect_eq!(
             store.containers(),
             Vec::<PathBuf>::new(),
             "killed runtimes' directories (or locks) outlived the next start"
         );
-        assert_eq!(host::mounts_under(store.0.path()), Vec::<String>::new());
-        assert_eq!(
+        harness::expect_eq!(host::mounts_under(store.0.path()), Vec::<String>::new());
+        harness::expect_eq!(
             parent.children("pids"),
             Vec::<String>::new(),
             "cgroups were left"
         );
     }
 
+    /// While the container runs, what it writes is in its upper directory
+    /// (`$MYRUNTIME_ROOT/containers/ID/upper`), and the rootfs is untouched;
+    /// when it ends, the directory goes.
     #[rstest]
-    fn the_upper_directory_goes_with_the_container(rt: Runtime) {
+    fn the_upper_directory_holds_its_writes_and_goes_with_the_container(rt: Runtime) {
+        let store = OwnStore::new();
+        let rootfs = Rootfs::private();
         let tag = host::unique_tag("upper");
-        let out = rt
-            .run()
-            .command(["sh", "-c", &format!("echo x > /{tag}")])
-            .output();
-        out.expect_code(0, "the container writes a file");
-        let left: Vec<_> = container_dirs()
+        let mut running = rt
+            .run_in(&rootfs)
+            .env("MYRUNTIME_ROOT", store.path())
+            .command([
+                "sh",
+                "-c",
+                &format!("echo x > /{tag} && exec /probe signals"),
+            ])
+            .spawn();
+        harness::expect_eq!(running.read_line(), "ready");
+        let holding: Vec<PathBuf> = store
+            .containers()
             .into_iter()
             .filter(|d| d.join("upper").join(&tag).exists())
             .collect();
-        assert_eq!(
-            left,
+        let in_rootfs = rootfs.join(&format!("/{tag}")).exists();
+        running.signal(nix::sys::signal::Signal::SIGTERM);
+        running.finish().expect_code(0, "the probe ends on SIGTERM");
+        harness::expect_eq!(
+            holding.len(),
+            1,
+            "while it runs, the container's write must be in its upper directory, \
+             $MYRUNTIME_ROOT/containers/ID/upper/{tag}: {:?}",
+            store.containers()
+        );
+        assert!(!in_rootfs, "the write reached the rootfs itself");
+        harness::expect_eq!(
+            store.containers(),
             Vec::<PathBuf>::new(),
             "the upper directory outlived its container"
         );
@@ -283,12 +305,12 @@ mod m3_lifecycle {
             .command(["/no/such/command"])
             .output();
         out.expect_code(127, "the command is not in the rootfs");
-        assert_eq!(
+        harness::expect_eq!(
             store.containers(),
             Vec::<PathBuf>::new(),
             "a failed start left its directory (or its lock)"
         );
-        assert_eq!(host::mounts_under(store.0.path()), Vec::<String>::new());
+        harness::expect_eq!(host::mounts_under(store.0.path()), Vec::<String>::new());
     }
 }
 
@@ -317,7 +339,7 @@ mod m4_layers {
             .probe(&["ls", "/layers"])
             .output();
         listed.expect_code(0, "a container on 121 lower layers starts");
-        assert_eq!(
+        harness::expect_eq!(
             json(&listed)["entries"].as_array().unwrap().len(),
             120,
             "every layer's file is there"
@@ -327,7 +349,7 @@ mod m4_layers {
             .args(&args)
             .command(["cat", "/top"])
             .output();
-        assert_eq!(
+        harness::expect_eq!(
             top.stdout(),
             "119",
             "the last --layer is the highest\n{}",
@@ -348,7 +370,7 @@ mod m4_layers {
             .args(["--layer", &extra.path().display().to_string()])
             .command(["/probe", "read", "/from-layer"])
             .output();
-        assert_eq!(json(&out)["bytes"], 5, "{}", out.describe());
+        harness::expect_eq!(json(&out)["bytes"], 5);
     }
 }
 
@@ -366,7 +388,7 @@ mod m5_bad_input {
             .probe(&["report"])
             .output()
             .expect_refused(&["/no/such/layer"]);
-        assert_eq!(
+        harness::expect_eq!(
             store.containers(),
             Vec::<PathBuf>::new(),
             "a refused start left a directory"
@@ -397,8 +419,8 @@ mod m5_bad_input {
             out.describe()
         );
         let mode = std::fs::metadata(&store).unwrap().mode() & 0o777;
-        assert_eq!(mode, 0o700, "the data directory is root-only");
-        assert_eq!(entries(&store.join("containers")), Vec::<PathBuf>::new());
+        harness::expect_eq!(mode, 0o700, "the data directory is root-only");
+        harness::expect_eq!(entries(&store.join("containers")), Vec::<PathBuf>::new());
     }
 
     #[test]
@@ -408,7 +430,7 @@ mod m5_bad_input {
             .run()
             .command(["/bin/true"])
             .output();
-        assert_ne!(out.code(), 0, "{}", out.describe());
+        harness::expect_ne!(out.code(), 0);
         assert!(
             out.stderr().contains("--rootfs") || out.stderr().contains("--layer"),
             "{}",

@@ -204,18 +204,18 @@ mod m1_pull_and_run {
         });
         let image = pulled(&world, &base_image(config), "tests/configured");
         let report = world.verb("run").arg(&image).output().report();
-        assert_eq!(
+        harness::expect_eq!(
             report.argv.get(1).map(String::as_str),
             Some("report"),
             "Entrypoint then Cmd"
         );
-        assert_eq!(
+        harness::expect_eq!(
             report.env.get("FROM_IMAGE").map(String::as_str),
             Some("yes"),
             "the image's Env"
         );
-        assert_eq!(report.cwd, "/work", "the image's WorkingDir");
-        assert_eq!(report.uid, 65534, "the image's User");
+        harness::expect_eq!(report.cwd, "/work", "the image's WorkingDir");
+        harness::expect_eq!(report.uid, 65534, "the image's User");
 
         let out = world
             .verb("run")
@@ -223,12 +223,12 @@ mod m1_pull_and_run {
             .arg(&image)
             .output();
         let report = out.report();
-        assert_eq!(
+        harness::expect_eq!(
             report.env.get("FROM_IMAGE").map(String::as_str),
             Some("cli"),
             "-e wins"
         );
-        assert_eq!(
+        harness::expect_eq!(
             (report.cwd.as_str(), report.uid),
             ("/tmp", 0),
             "-w and --user win"
@@ -282,7 +282,7 @@ mod m1_pull_and_run {
             .env("DOCKER_CONFIG", &dir)
             .arg(&image)
             .output();
-        assert_ne!(
+        harness::expect_ne!(
             none.code(),
             0,
             "without credentials the registry refuses\n{}",
@@ -328,7 +328,7 @@ mod m2_layers {
             .layer(upper, Compression::Gzip);
         let image = pulled(&world, &spec, "tests/whiteouts");
         let data = world.verb("run").arg(&image).output();
-        assert_eq!(
+        harness::expect_eq!(
             data.json::<serde_json::Value>()["entries"],
             json!(["new"]),
             "an opaque /data hides the lower one"
@@ -355,12 +355,7 @@ mod m2_layers {
             .layer(Layer::new().file("marker", "12345"), compression);
         let image = pulled(&world, &spec, "tests/compressed");
         let out = world.verb("run").arg(&image).output();
-        assert_eq!(
-            out.json::<serde_json::Value>()["bytes"],
-            5,
-            "{}",
-            out.describe()
-        );
+        harness::expect_eq!(out.json::<serde_json::Value>()["bytes"], 5);
     }
 
     #[rstest]
@@ -374,7 +369,7 @@ mod m2_layers {
         let spec = base_image(json!({"Cmd": ["true"]})).layer(extra, Compression::Gzip);
         let image = pulled(&world, &spec, "tests/meta");
         let tool = stat(&world, &image, "/srv/tool");
-        assert_eq!(
+        harness::expect_eq!(
             (
                 tool["mode"].clone(),
                 tool["uid"].clone(),
@@ -382,8 +377,8 @@ mod m2_layers {
             ),
             (json!(0o4751), json!(123), json!(456))
         );
-        assert_eq!(stat(&world, &image, "/srv/link")["kind"], "symlink");
-        assert_eq!(
+        harness::expect_eq!(stat(&world, &image, "/srv/link")["kind"], "symlink");
+        harness::expect_eq!(
             stat(&world, &image, "/srv/hard")["mode"],
             json!(0o4751),
             "a hard link is the same file"
@@ -400,12 +395,13 @@ mod m2_layers {
         let spec = base_image(json!({"Cmd": ["true"]})).layer(extra, Compression::Gzip);
         let image = pulled(&world, &spec, "tests/xattrs");
         let tagged = stat(&world, &image, "/srv/tagged");
-        assert_eq!(
-            tagged["xattrs"]["user.myruntime.note"], "kept",
+        harness::expect_eq!(
+            tagged["xattrs"]["user.myruntime.note"],
+            "kept",
             "the layer's xattr is on the file: {tagged}"
         );
         let null = stat(&world, &image, "/srv/null");
-        assert_eq!(
+        harness::expect_eq!(
             (
                 null["kind"].clone(),
                 null["rdev_major"].clone(),
@@ -432,8 +428,9 @@ mod m2_layers {
             "2",
         );
         world.registry.push(&layout, "2", "tests/shared:2");
-        assert_eq!(
-            one.layers[0], two.layers[0],
+        harness::expect_eq!(
+            one.layers[0],
+            two.layers[0],
             "the test built the same base layer twice"
         );
         world
@@ -442,7 +439,7 @@ mod m2_layers {
         world
             .pull(&world.registry.name("tests/shared:2"))
             .expect_code(0, "second image");
-        assert_eq!(
+        harness::expect_eq!(
             world.layer_dirs(),
             3,
             "two own layers and one shared, stored once"
@@ -475,7 +472,7 @@ mod m3_platforms {
         let image = multi(&world);
         world.pull(&image).expect_code(0, "the index pulls");
         let out = world.verb("run").arg(&image).output();
-        assert_eq!(out.stdout(), "amd64", "{}", out.describe());
+        harness::expect_eq!(out.stdout(), "amd64");
     }
 
     #[rstest]
@@ -489,12 +486,12 @@ mod m3_platforms {
             .expect_code(0, "arm64 pulls");
         // The shared base layer is amd64 busybox, so `cat` still runs here.
         let out = world.verb("run").arg(&image).output();
-        assert_eq!(out.stdout(), "arm64", "{}", out.describe());
+        harness::expect_eq!(out.stdout(), "arm64");
         let none = world
             .verb("pull")
             .args(["--platform", "linux/s390x", &image])
             .output();
-        assert_ne!(none.code(), 0);
+        harness::expect_ne!(none.code(), 0);
         assert!(
             none.stderr().contains("linux/s390x") && none.stderr().contains("linux/arm64"),
             "the message must say what the index has\n{}",
@@ -511,13 +508,13 @@ mod m4_bad_images {
     fn refused(world: &World, image: &str, what: &str) {
         let before = world.contents();
         let out = world.pull(image);
-        assert_ne!(out.code(), 0, "must fail\n{}", out.describe());
+        harness::expect_ne!(out.code(), 0, "must fail\n{}", out.describe());
         assert!(
             out.stderr().contains(what),
             "the message must say {what:?}\n{}",
             out.describe()
         );
-        assert_eq!(
+        harness::expect_eq!(
             out.stderr()
                 .trim_end()
                 .lines()
@@ -526,8 +523,8 @@ mod m4_bad_images {
             Some(true)
         );
         let after = world.contents();
-        assert_eq!(before.0, after.0, "the image list changed");
-        assert_eq!(world.tmp_entries(), 0, "half-written files were left");
+        harness::expect_eq!(before.0, after.0, "the image list changed");
+        harness::expect_eq!(world.tmp_entries(), 0, "half-written files were left");
     }
 
     #[rstest]
@@ -570,7 +567,7 @@ mod m4_bad_images {
         push(&world, &spec, "tests/big", "latest");
         let _full = harness::host::HostTmpfs::with_size(world.store.path(), "2m");
         refused(&world, &world.registry.name("tests/big"), "no space left");
-        assert_eq!(world.layer_dirs(), 0, "a half-unpacked layer was kept");
+        harness::expect_eq!(world.layer_dirs(), 0, "a half-unpacked layer was kept");
     }
 
     #[rstest]
@@ -637,13 +634,13 @@ mod m5_rmi {
         world
             .pull(&world.registry.name("tests/rmi:b"))
             .expect_code(0, "b");
-        assert_eq!(world.layer_dirs(), 2);
+        harness::expect_eq!(world.layer_dirs(), 2);
         world
             .verb("rmi")
             .arg(world.registry.name("tests/rmi:a"))
             .output()
             .expect_code(0, "rmi a");
-        assert_eq!(
+        harness::expect_eq!(
             world.layer_dirs(),
             1,
             "the base layer stays for tests/rmi:b"
@@ -654,13 +651,13 @@ mod m5_rmi {
             .arg(world.registry.name("tests/rmi:b"))
             .output()
             .expect_code(0, "rmi b");
-        assert_eq!(
+        harness::expect_eq!(
             world.contents(),
             (world.contents().0, vec![], vec![]),
             "nothing left"
         );
         let unknown = world.verb("rmi").arg("tests/never-pulled").output();
-        assert_ne!(unknown.code(), 0);
+        harness::expect_ne!(unknown.code(), 0);
         assert!(
             unknown.stderr().contains("no such image"),
             "{}",
@@ -680,11 +677,11 @@ mod m5_rmi {
         let image = world.registry.name("tests/busy");
         world.pull(&image).expect_code(0, "pulled");
         let mut running = world.verb("run").arg(&image).spawn();
-        assert_eq!(running.read_line(), "ready");
+        harness::expect_eq!(running.read_line(), "ready");
         let refused = world.verb("rmi").arg(&image).output();
         running.signal(nix::sys::signal::Signal::SIGTERM);
         running.finish();
-        assert_ne!(refused.code(), 0, "{}", refused.describe());
+        harness::expect_ne!(refused.code(), 0);
         assert!(
             refused.stderr().contains("in use"),
             "{}",
@@ -717,7 +714,7 @@ mod m5_rmi {
             let rmi = world.verb("rmi").arg(&image).output();
             let ran = run.finish();
             ran.expect_code(0, "the container runs, whichever came first");
-            assert_eq!(
+            harness::expect_eq!(
                 ran.json::<serde_json::Value>()["bytes"],
                 5,
                 "the container's image was not whole\n{}",
@@ -735,7 +732,7 @@ mod m5_rmi {
             }
         }
         eprintln!("rmi won {removed} races, was refused {in_use} times");
-        assert_eq!(
+        harness::expect_eq!(
             world.containers(),
             Vec::<String>::new(),
             "containers were left"
@@ -784,7 +781,7 @@ mod m6_robust_pulls {
         world
             .pull(&image)
             .expect_code(0, "pulling again finishes the job");
-        assert_eq!(world.tmp_entries(), 0, "what the killed pull left is gone");
+        harness::expect_eq!(world.tmp_entries(), 0, "what the killed pull left is gone");
         world
             .verb("run")
             .arg(&image)
@@ -809,8 +806,8 @@ mod m6_robust_pulls {
             pull.finish()
                 .expect_code(0, "every concurrent pull succeeds");
         }
-        assert_eq!(world.layer_dirs(), 1, "one copy of the layer");
-        assert_eq!(
+        harness::expect_eq!(world.layer_dirs(), 1, "one copy of the layer");
+        harness::expect_eq!(
             world.images().matches("tests/concurrent").count(),
             1,
             "listed once"
@@ -911,12 +908,12 @@ impl Lab {
             "the message holds raw control characters\n{}",
             out.describe()
         );
-        assert_eq!(
+        harness::expect_eq!(
             store_contents(self.store.path()),
             before,
             "a refused pull changed the store"
         );
-        assert_eq!(
+        harness::expect_eq!(
             std::fs::read_dir(self.store.path().join("tmp"))
                 .map(|d| d.count())
                 .ok(),
@@ -1015,7 +1012,7 @@ mod m7_hostile_registry {
         m["config"]["digest"] = climbing_digest(&host.path().join("data/file")).into();
         lab.serve("tests/config-path", &m, vec![config, base]);
         lab.refuses("tests/config-path", &["is not a digest"]);
-        assert_eq!(tree(host.path()), before, "a host directory was touched");
+        harness::expect_eq!(tree(host.path()), before, "a host directory was touched");
         // rmi and run of such a name are refused by the reference grammar.
         let run = lab
             .verb("rmi")
@@ -1241,7 +1238,7 @@ mod m8_hostile_layers {
             .file_owned("f", "layer", 0o4777, 123, 456);
         let image = over_base(&lab, "tests/symlink-metadata", layer);
         lab.pull(&image).expect_code(0, "the layer unpacks, inside");
-        assert_eq!(
+        harness::expect_eq!(
             tree(host.path()),
             before,
             "a host directory or file changed"
@@ -1251,7 +1248,7 @@ mod m8_hostile_layers {
             .args([&image, "/probe", "stat", "/v"])
             .output()
             .json::<serde_json::Value>();
-        assert_eq!(
+        harness::expect_eq!(
             (v["kind"].clone(), v["mode"].clone()),
             (json!("dir"), json!(0o777)),
             "{v}"
@@ -1332,7 +1329,7 @@ mod m8_hostile_layers {
             .args([&image, "/probe", "stat", "/noted"])
             .output();
         let (r, n): (serde_json::Value, serde_json::Value) = (redirected.json(), noted.json());
-        assert_eq!(n["xattrs"]["user.note"], "kept", "{n}");
+        harness::expect_eq!(n["xattrs"]["user.note"], "kept", "{n}");
         assert!(r["xattrs"].get("user.overlay.redirect").is_none(), "{r}");
     }
 
@@ -1356,14 +1353,15 @@ mod m8_hostile_layers {
                 .output()
                 .json()
         };
-        assert_eq!(
+        harness::expect_eq!(
             open(&[])["ok"],
             true,
             "a root container opens it (the test can fail)"
         );
         let confined = open(&["--uidmap", "0:100000:65536"]);
-        assert_eq!(
-            confined["ok"], false,
+        harness::expect_eq!(
+            confined["ok"],
+            false,
             "a user-namespaced container opened a host disk: {confined}"
         );
     }
@@ -1394,7 +1392,7 @@ mod m8_hostile_layers {
             .map(|l| l.join("suid-probe"))
             .find(|p| p.exists())
             .unwrap();
-        assert_eq!(
+        harness::expect_eq!(
             std::fs::metadata(&suid).unwrap().mode() & 0o7777,
             0o4755,
             "kept in the image"
@@ -1405,7 +1403,7 @@ mod m8_hostile_layers {
             lab.store.path().join("layers"),
             lab.store.path().join("blobs"),
         ] {
-            assert_eq!(
+            harness::expect_eq!(
                 std::fs::metadata(&dir).unwrap().mode() & 0o777,
                 0o700,
                 "{}",
@@ -1423,12 +1421,12 @@ mod m8_hostile_layers {
                 .unwrap();
             serde_json::from_slice(&out.stdout).unwrap()
         };
-        assert_eq!(
+        harness::expect_eq!(
             as_nobody(&suid)["errno"],
             "EACCES",
             "a host user reached a set-uid program"
         );
-        assert_eq!(
+        harness::expect_eq!(
             as_nobody(&suid.with_file_name("cap-probe"))["errno"],
             "EACCES"
         );
@@ -1442,7 +1440,7 @@ mod m8_hostile_layers {
                 "cp /probe /mine && chmod 4755 /mine && echo ready && exec sleep 30",
             ])
             .spawn();
-        assert_eq!(running.read_line(), "ready");
+        harness::expect_eq!(running.read_line(), "ready");
         let containers = lab.store.path().join("containers");
         let upper = std::fs::read_dir(&containers)
             .unwrap()
@@ -1450,7 +1448,7 @@ mod m8_hostile_layers {
             .map(|e| e.path().join("upper/mine"))
             .find(|p| p.exists())
             .expect("the container's file in its upper directory");
-        assert_eq!(
+        harness::expect_eq!(
             as_nobody(&upper)["errno"],
             "EACCES",
             "a host user reached a container's set-uid file"

@@ -181,7 +181,7 @@ impl Lab {
         while !self.leftovers().is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
-        assert_eq!(
+        harness::expect_eq!(
             self.leftovers(),
             Vec::<String>::new(),
             "rm -f of every container left these"
@@ -264,13 +264,13 @@ mod m1_spec {
             .output();
         out.expect_code(0, "--dry-run prints the spec");
         let spec = whole_json(&out);
-        assert_eq!(
+        harness::expect_eq!(
             spec["ociVersion"].as_str().map(|v| v.starts_with("1.")),
             Some(true)
         );
-        assert_eq!(spec["hostname"], "web");
-        assert_eq!(spec["process"]["cwd"], "/srv");
-        assert_eq!(spec["process"]["args"][1], "report");
+        harness::expect_eq!(spec["hostname"], "web");
+        harness::expect_eq!(spec["process"]["cwd"], "/srv");
+        harness::expect_eq!(spec["process"]["args"][1], "report");
         assert!(
             spec["process"]["env"]
                 .as_array()
@@ -278,8 +278,8 @@ mod m1_spec {
                 .contains(&Value::from("APP=1")),
             "{spec}"
         );
-        assert_eq!(spec["linux"]["resources"]["memory"]["limit"], 64 << 20);
-        assert_eq!(spec["linux"]["resources"]["pids"]["limit"], 20);
+        harness::expect_eq!(spec["linux"]["resources"]["memory"]["limit"], 64 << 20);
+        harness::expect_eq!(spec["linux"]["resources"]["pids"]["limit"], 20);
         let namespaces: Vec<&str> = spec["linux"]["namespaces"]
             .as_array()
             .unwrap()
@@ -297,7 +297,7 @@ mod m1_spec {
             .collect();
         assert!(mounts.starts_with(&["/proc", "/sys", "/dev"]), "{mounts:?}");
         assert!(spec["linux"]["maskedPaths"].as_array().unwrap().len() > 3);
-        assert_eq!(
+        harness::expect_eq!(
             lab.leftovers(),
             Vec::<String>::new(),
             "--dry-run made nothing"
@@ -315,7 +315,7 @@ mod m1_spec {
         out.expect_code(0, "create makes the container");
         let id = out.stdout().trim().to_owned();
         assert!(is_id(&id), "create prints the id: {id:?}");
-        assert_eq!(lab.status("later"), "created");
+        harness::expect_eq!(lab.status("later"), "created");
         let upper = lab.store.path().join("containers").join(&id).join("upper");
         assert!(
             !upper.join("ran").exists(),
@@ -327,13 +327,14 @@ mod m1_spec {
         lab.ok("start", &["later"]);
         lab.until("COMMAND to run", || upper.join("ran").exists());
         lab.until("it to exit", || lab.status("later") == "exited");
-        assert_eq!(lab.inspect("later")["State"]["ExitCode"], 0);
+        harness::expect_eq!(lab.inspect("later")["State"]["ExitCode"], 0);
         let spec: Value = serde_json::from_slice(
             &std::fs::read(upper.parent().unwrap().join("config.json")).unwrap(),
         )
         .unwrap();
-        assert_eq!(
-            spec["process"]["args"][1], "write",
+        harness::expect_eq!(
+            spec["process"]["args"][1],
+            "write",
             "the spec it ran is kept"
         );
         lab.remove_all_and_check();
@@ -351,10 +352,10 @@ mod m1_spec {
             .expect_code(0, "created");
         let first = lab.verb("start").args(["-a", "count"]).output();
         first.expect_code(3, "start -a exits with the container's status");
-        assert_eq!(first.stdout().trim(), "1");
+        harness::expect_eq!(first.stdout().trim(), "1");
         let second = lab.verb("start").args(["-a", "count"]).output();
         second.expect_code(3, "a stopped container starts again");
-        assert_eq!(second.stdout().trim(), "2", "its writes were kept");
+        harness::expect_eq!(second.stdout().trim(), "2", "its writes were kept");
         lab.remove_all_and_check();
     }
 
@@ -384,15 +385,15 @@ mod m2_detach {
             "run -d returned, and its caller was not kept reading its output"
         );
         let state = &lab.inspect("web")["State"];
-        assert_eq!(state["Status"], "running");
+        harness::expect_eq!(state["Status"], "running");
         let pid = state["Pid"].as_i64().unwrap() as i32;
         assert!(Path::new(&format!("/proc/{pid}")).exists(), "PID 1 runs");
-        assert_eq!(
+        harness::expect_eq!(
             lab.inspect(&id[..10])["Id"],
             id.as_str(),
             "found by an id prefix"
         );
-        assert_eq!(lab.inspect(&id)["Name"], "web", "found by its id");
+        harness::expect_eq!(lab.inspect(&id)["Name"], "web", "found by its id");
         lab.remove_all_and_check();
     }
 
@@ -407,7 +408,7 @@ mod m2_detach {
         out.expect_code(0, "run -d from a terminal");
         // The terminal is closed now (its master went with on_terminal).
         std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(
+        harness::expect_eq!(
             lab.status("nohup"),
             "running",
             "the terminal's end did not stop it"
@@ -438,7 +439,7 @@ mod m2_detach {
             name.contains('_') && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
             "a readable made-up name: {name:?}"
         );
-        assert_eq!(
+        harness::expect_eq!(
             lab.ok("ps", &["-q"]).stdout().lines().count(),
             2,
             "the refused ones made nothing"
@@ -476,7 +477,7 @@ mod m2_detach {
         lab.until("--rm to remove it", || {
             !lab.ok("ps", &["-a"]).stdout().contains("once")
         });
-        assert_eq!(lab.leftovers(), Vec::<String>::new());
+        harness::expect_eq!(lab.leftovers(), Vec::<String>::new());
     }
 
     #[rstest]
@@ -512,7 +513,7 @@ mod m2_detach {
         }
         let exec = verb("exec").args(["mine", "id", "-u"]).output();
         exec.expect_code(0, "exec as an ordinary user");
-        assert_eq!(exec.stdout().trim(), "0", "root inside its user namespace");
+        harness::expect_eq!(exec.stdout().trim(), "0", "root inside its user namespace");
         verb("rm")
             .args(["-f", "mine"])
             .output()
@@ -532,12 +533,12 @@ mod m2_detach {
             .args(["--name", "fg"])
             .probe(&["signals"])
             .spawn();
-        assert_eq!(running.read_line(), "ready");
-        assert_eq!(lab.status("fg"), "running");
+        harness::expect_eq!(running.read_line(), "ready");
+        harness::expect_eq!(lab.status("fg"), "running");
         running.signal(nix::sys::signal::Signal::SIGTERM);
         running.finish().expect_code(0, "the probe ends on SIGTERM");
         assert!(!lab.ok("ps", &["-a"]).stdout().contains("fg"));
-        assert_eq!(lab.leftovers(), Vec::<String>::new());
+        harness::expect_eq!(lab.leftovers(), Vec::<String>::new());
     }
 }
 
@@ -555,20 +556,20 @@ mod m3_logs {
         );
         lab.until("it to exit", || lab.status("talk") == "exited");
         let out = lab.logs("talk");
-        assert_eq!(out.stdout(), "out1\nout2\npartial");
-        assert_eq!(out.stderr(), "err1\n");
+        harness::expect_eq!(out.stdout(), "out1\nout2\npartial");
+        harness::expect_eq!(out.stderr(), "err1\n");
         let tail = lab.ok("logs", &["--tail", "1", "talk"]);
-        assert_eq!(tail.stdout(), "partial");
+        harness::expect_eq!(tail.stdout(), "partial");
         let stamped = lab.ok("logs", &["-t", "talk"]).stdout();
         let first = stamped.lines().next().unwrap();
         let (time, rest) = first.split_once(' ').unwrap();
-        assert_eq!(rest, "out1");
+        harness::expect_eq!(rest, "out1");
         assert!(
             time.ends_with('Z') && time.contains('T'),
             "an RFC 3339 time: {time}"
         );
         let none = lab.ok("logs", &["--since", "2099-01-01T00:00:00Z", "talk"]);
-        assert_eq!(none.stdout(), "");
+        harness::expect_eq!(none.stdout(), "");
         lab.remove_all_and_check();
     }
 
@@ -581,7 +582,7 @@ mod m3_logs {
         );
         let out = lab.verb("logs").args(["-f", "tick"]).output();
         out.expect_code(0, "logs -f ends when the container does");
-        assert_eq!(
+        harness::expect_eq!(
             lines(&out.stdout()),
             (1..=5).map(|i| format!("tick {i}")).collect::<Vec<_>>()
         );
@@ -608,7 +609,7 @@ mod m3_logs {
                     .starts_with("container.log")
             })
             .collect();
-        assert_eq!(logs.len(), 2, "max-file=2: {logs:?}");
+        harness::expect_eq!(logs.len(), 2, "max-file=2: {logs:?}");
         let total: u64 = logs.iter().map(|p| p.metadata().unwrap().len()).sum();
         assert!(total <= 2 * 8192 + 1024, "capped: {total} bytes");
         let kept = lab.logs(&id).stdout();
@@ -650,13 +651,13 @@ mod m4_exec {
         out.expect_code(0, "exec runs");
         let report = out.report();
         for name in ["pid", "mnt", "uts", "ipc", "cgroup"] {
-            assert_eq!(
+            harness::expect_eq!(
                 report.namespaces[name],
                 ns(name),
                 "exec is in the container's {name} namespace"
             );
         }
-        assert_eq!(report.hostname, "boxed");
+        harness::expect_eq!(report.hostname, "boxed");
         assert!(report.pid > 1, "a process of the container, not its PID 1");
         assert!(
             report.visible_pids.contains(&1),
@@ -687,15 +688,16 @@ mod m4_exec {
             .output();
         out.expect_code(0, "exec runs");
         let report = out.report();
-        assert_eq!(report.cwd, "/tmp");
-        assert_eq!(report.env.get("EXTRA").map(String::as_str), Some("2"));
-        assert_eq!(
+        harness::expect_eq!(report.cwd, "/tmp");
+        harness::expect_eq!(report.env.get("EXTRA").map(String::as_str), Some("2"));
+        harness::expect_eq!(
             report.env.get("BASE").map(String::as_str),
             Some("1"),
             "the container's environment"
         );
-        assert_eq!(
-            report.uid, 65534,
+        harness::expect_eq!(
+            report.uid,
+            65534,
             "nobody, from the container's /etc/passwd"
         );
         lab.verb("exec")
@@ -762,7 +764,7 @@ mod m5_control {
             lab.logs("polite").stdout().contains("ready")
         });
         lab.ok("stop", &["polite"]);
-        assert_eq!(
+        harness::expect_eq!(
             lab.inspect("polite")["State"]["ExitCode"],
             0,
             "SIGTERM handled"
@@ -774,8 +776,8 @@ mod m5_control {
             "it waited the grace time"
         );
         let state = &lab.inspect("stubborn")["State"];
-        assert_eq!(state["ExitCode"], 137, "then SIGKILL");
-        assert_eq!(state["Status"], "exited");
+        harness::expect_eq!(state["ExitCode"], 137, "then SIGKILL");
+        harness::expect_eq!(state["Status"], "exited");
         // Stopping a stopped container is nothing, as with docker.
         lab.ok("stop", &["stubborn"]);
         lab.remove_all_and_check();
@@ -825,7 +827,7 @@ mod m5_control {
         lab.ok("kill", &["-s", "KILL", "kk"]);
         let waited = waiter.finish();
         waited.expect_code(0, "wait returns once it exits");
-        assert_eq!(waited.stdout().trim(), "137");
+        harness::expect_eq!(waited.stdout().trim(), "137");
         let out = lab.verb("kill").arg("kk").output();
         out.expect_code(1, "kill of a stopped container");
         out.expect_refused(&["not running"]);
@@ -841,11 +843,11 @@ mod m5_control {
         );
         lab.until("output", || !lab.logs("ticker").stdout().is_empty());
         lab.ok("pause", &["ticker"]);
-        assert_eq!(lab.status("ticker"), "paused");
+        harness::expect_eq!(lab.status("ticker"), "paused");
         assert!(lab.ok("ps", &[]).stdout().contains("(Paused)"));
         let before = lab.logs("ticker").stdout().lines().count();
         std::thread::sleep(Duration::from_millis(500));
-        assert_eq!(
+        harness::expect_eq!(
             lab.logs("ticker").stdout().lines().count(),
             before,
             "frozen: no output"
@@ -871,8 +873,8 @@ mod m5_control {
         lab.until("the second run", || {
             lab.logs("again").stdout() == "run\nrun\n"
         });
-        assert_eq!(lab.status("again"), "running");
-        assert_ne!(lab.inspect("again")["State"]["Pid"], first);
+        harness::expect_eq!(lab.status("again"), "running");
+        harness::expect_ne!(lab.inspect("again")["State"]["Pid"], first);
         lab.remove_all_and_check();
     }
 
@@ -883,9 +885,9 @@ mod m5_control {
         let out = lab.verb("rm").arg("live").output();
         out.expect_code(1, "rm of a running container");
         out.expect_refused(&["running", "-f"]);
-        assert_eq!(lab.status("live"), "running", "refused: nothing was done");
+        harness::expect_eq!(lab.status("live"), "running", "refused: nothing was done");
         lab.ok("rm", &["-f", "live"]);
-        assert_eq!(lab.leftovers(), Vec::<String>::new());
+        harness::expect_eq!(lab.leftovers(), Vec::<String>::new());
     }
 }
 
@@ -905,14 +907,14 @@ mod m6_inspect {
         assert!(ps.contains("up") && !ps.contains("down"), "{ps}");
         let all = lab.ok("ps", &["-a"]).stdout();
         assert!(all.contains("Exited (3)"), "{all}");
-        assert_eq!(lab.ok("ps", &["-q"]).stdout().trim(), &up[..12]);
+        harness::expect_eq!(lab.ok("ps", &["-q"]).stdout().trim(), &up[..12]);
         let json: Vec<Value> = lab
             .ok("ps", &["-a", "--format", "json"])
             .stdout()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert_eq!(json.len(), 2);
+        harness::expect_eq!(json.len(), 2);
         assert!(
             json.iter()
                 .any(|c| c["Names"] == "up" && c["State"] == "running")
@@ -926,13 +928,13 @@ mod m6_inspect {
         let id = lab.detached(&["--name", "seen", "-m", "32m"], &["alloc", "100"]);
         lab.until("the OOM kill", || lab.status("seen") == "exited");
         let c = lab.inspect("seen");
-        assert_eq!(c["Id"], id.as_str());
-        assert_eq!(c["State"]["OOMKilled"], true, "{c}");
-        assert_eq!(c["State"]["ExitCode"], 137);
+        harness::expect_eq!(c["Id"], id.as_str());
+        harness::expect_eq!(c["State"]["OOMKilled"], true, "{c}");
+        harness::expect_eq!(c["State"]["ExitCode"], 137);
         for time in ["StartedAt", "FinishedAt"] {
             assert!(c["State"][time].as_str().unwrap().ends_with('Z'), "{time}");
         }
-        assert_eq!(
+        harness::expect_eq!(
             c["Config"]["linux"]["resources"]["memory"]["limit"],
             32 << 20
         );
@@ -956,8 +958,8 @@ mod m6_inspect {
         );
         let out = lab.ok("stats", &["--no-stream", "--format", "json", "busy"]);
         let stats: Value = serde_json::from_str(out.stdout().lines().next().unwrap()).unwrap();
-        assert_eq!(stats["Name"], "busy");
-        assert_eq!(stats["MemLimitBytes"], 64 << 20);
+        harness::expect_eq!(stats["Name"], "busy");
+        harness::expect_eq!(stats["MemLimitBytes"], 64 << 20);
         assert!(stats["PIDs"].as_u64().unwrap() >= 1);
         let cpu: f64 = stats["CPUPerc"]
             .as_str()
@@ -1000,15 +1002,15 @@ mod m7_recovery {
         lab.until("PID 1 to die with its monitor", || zombie(pid as i32));
         let ps = lab.ok("ps", &["-a"]).stdout();
         assert!(ps.contains("Exited (255)"), "{ps}");
-        assert_eq!(lab.inspect("orphan")["State"]["Status"], "exited");
-        assert_eq!(
+        harness::expect_eq!(lab.inspect("orphan")["State"]["Status"], "exited");
+        harness::expect_eq!(
             lab.parent.children("pids"),
             Vec::<String>::new(),
             "its cgroup went"
         );
         // Its files stay until rm, and it can start again.
         lab.ok("start", &["orphan"]);
-        assert_eq!(lab.status("orphan"), "running");
+        harness::expect_eq!(lab.status("orphan"), "running");
         lab.remove_all_and_check();
     }
 
@@ -1020,7 +1022,7 @@ mod m7_recovery {
         lab.until("the monitor to record it", || {
             lab.status("victim") == "exited"
         });
-        assert_eq!(lab.inspect("victim")["State"]["ExitCode"], 137);
+        harness::expect_eq!(lab.inspect("victim")["State"]["ExitCode"], 137);
         lab.remove_all_and_check();
     }
 
@@ -1101,9 +1103,9 @@ mod m8_stress {
         });
         for id in &others {
             let state = &lab.inspect(id)["State"];
-            assert_eq!(state["ExitCode"], 0, "{id}: {state}");
+            harness::expect_eq!(state["ExitCode"], 0, "{id}: {state}");
         }
-        assert_eq!(
+        harness::expect_eq!(
             lab.inspect(&hog)["State"]["OOMKilled"],
             true,
             "the hog met its limit"

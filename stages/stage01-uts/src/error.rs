@@ -9,12 +9,14 @@ use std::fmt;
 
 use nix::errno::Errno;
 
+// ANCHOR: exit_statuses
 /// The runtime itself failed (bad input, a refused system call).
 pub const EXIT_RUNTIME: u8 = 125;
 /// COMMAND was found but could not be executed.
 pub const EXIT_CANNOT_EXECUTE: u8 = 126;
 /// COMMAND was not found.
 pub const EXIT_NOT_FOUND: u8 = 127;
+// ANCHOR_END: exit_statuses
 
 /// Everything that can stop a container from starting.
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +191,33 @@ impl fmt::Display for Searched {
             Searched::Empty => f.write_str(" (the command is empty)"),
         }
     }
+}
+
+/// Every message in an error's chain, outermost first, joined with `: `.
+/// A library's own message often says only which operation failed; its
+/// sources say why (cgroups-rs: "unable to write to a control group file",
+/// then "EBUSY").
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
+/// The innermost error of a chain: for transport errors, whose outer layers
+/// repeat the request ("error sending request for url ...") and whose last
+/// one says what happened ("connection refused").
+pub fn innermost<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> &'a (dyn std::error::Error + 'static) {
+    let mut cause = e;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use crate::explain;
 use crate::id::ContainerId;
 
 /// The kernel's limit on a hostname (`HOST_NAME_MAX`, not counting the NUL).
+// ANCHOR: hostname_rules
 pub const HOST_NAME_MAX: usize = 64;
 
 /// A hostname the kernel will take and resolvers will not choke on: labels of
@@ -69,6 +70,7 @@ impl FromStr for Hostname {
         Ok(Hostname(name.to_owned()))
     }
 }
+// ANCHOR_END: hostname_rules
 
 impl fmt::Display for Hostname {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -40,7 +40,7 @@ pub fn spec(args: &cli::RunArgs, id: &ContainerId) -> Result<Spec, Error> {
 pub fn container(spec: &Spec, id: ContainerId) -> Result<Container, Error> {
     let init = spec::annotation(spec, INIT) == Some("true");
     let namespace = spec::has_namespace(spec, LinuxNamespaceType::Pid);
-    Ok(stage01_uts::container(spec, id)?.with(pid::Pid::new(init, namespace)))
+    Ok(stage01_uts::container(spec, id)?.with(pid::PidNamespace::new(init, namespace)))
 }
 // ANCHOR_END: container
 

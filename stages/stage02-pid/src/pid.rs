@@ -33,6 +33,7 @@ use stage01_uts::{Context, Error, ExitStatus, Phase, Primitive, explain};
 /// The signals the runtime passes on to the container: those a user or a
 /// supervisor sends to ask a program to stop, reload or report, and the
 /// terminal's resize.
+// ANCHOR: forwarded
 pub const FORWARDED: [Signal; 8] = [
     Signal::SIGHUP,
     Signal::SIGINT,
@@ -43,6 +44,7 @@ pub const FORWARDED: [Signal; 8] = [
     Signal::SIGALRM,
     Signal::SIGWINCH,
 ];
+// ANCHOR_END: forwarded
 
 /// The forwarded signals plus SIGCHLD: everything the supervising loop waits
 /// for.
@@ -98,7 +100,7 @@ pub fn wait_for_signal(set: &SigSet) -> Result<Received, Errno> {
 
 /// The stage 02 primitive.
 // ANCHOR: pid
-pub struct Pid {
+pub struct PidNamespace {
     init: bool,
     /// A PID namespace of its own (a spec may share the host's).
     namespace: bool,
@@ -106,11 +108,11 @@ pub struct Pid {
     saved_mask: Option<SigSet>,
 }
 
-impl Pid {
+impl PidNamespace {
     /// PID 1's duties, in a new PID namespace if `namespace`; with `init`,
     /// a minimal init is PID 1 and COMMAND its child.
     pub fn new(init: bool, namespace: bool) -> Self {
-        Pid {
+        PidNamespace {
             init,
             namespace,
             saved_mask: None,
@@ -118,7 +120,7 @@ impl Pid {
     }
 }
 
-impl Primitive for Pid {
+impl Primitive for PidNamespace {
     fn name(&self) -> &'static str {
         "pid"
     }
@@ -258,9 +260,12 @@ mod tests {
     #[test]
     fn asks_clone_for_a_pid_namespace() {
         assert_eq!(
-            Pid::new(false, true).clone_flags(),
+            PidNamespace::new(false, true).clone_flags(),
             CloneFlags::CLONE_NEWPID
         );
-        assert_eq!(Pid::new(false, false).clone_flags(), CloneFlags::empty());
+        assert_eq!(
+            PidNamespace::new(false, false).clone_flags(),
+            CloneFlags::empty()
+        );
     }
 }

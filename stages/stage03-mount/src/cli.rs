@@ -43,6 +43,7 @@ pub struct Volume {
     pub read_only: bool,
 }
 
+// ANCHOR: volume_rules
 impl FromStr for Volume {
     type Err = InvalidValue;
 
@@ -84,6 +85,7 @@ impl FromStr for Volume {
         })
     }
 }
+// ANCHOR_END: volume_rules
 
 impl fmt::Display for Volume {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

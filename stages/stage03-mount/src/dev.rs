@@ -12,6 +12,7 @@ use crate::sys::{self, MountSys};
 
 /// The devices a container gets, as docker and runc give them:
 /// (name, major, minor).
+// ANCHOR: devices
 pub const DEVICES: [(&str, u64, u64); 6] = [
     ("null", 1, 3),
     ("zero", 1, 5),
@@ -30,6 +31,7 @@ pub const LINKS: [(&str, &str); 5] = [
     ("stderr", "/proc/self/fd/2"),
     ("ptmx", "pts/ptmx"),
 ];
+// ANCHOR_END: devices
 
 /// The devices and links every container's /dev holds, made in the tmpfs
 /// the spec mounted there.

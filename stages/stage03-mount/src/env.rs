@@ -60,6 +60,7 @@ impl Primitive for Environment {
 }
 // ANCHOR_END: environment
 
+// ANCHOR: env_rules
 /// Defaults, then `-e` in order; a later value for a key replaces the
 /// earlier one in place. `-e KEY` takes the runtime's value, or drops KEY if
 /// the runtime has none.
@@ -86,6 +87,7 @@ pub fn merge(
     }
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
+// ANCHOR_END: env_rules
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,7 @@ use crate::sys::{self, MountSys};
 /// Hidden: a file gets /dev/null bound over it, a directory an empty
 /// read-only tmpfs. (Kernel memory, keyrings, timers that leak what other
 /// tenants do, firmware tables.)
+// ANCHOR: masked
 pub const MASKED: [&str; 11] = [
     "/proc/acpi",
     "/proc/asound",
@@ -34,6 +35,7 @@ pub const READ_ONLY: [&str; 5] = [
     "/proc/sys",
     "/proc/sysrq-trigger",
 ];
+// ANCHOR_END: masked
 
 /// Called after pivot_root: the paths are the container's.
 // ANCHOR: mask_paths

@@ -12,8 +12,8 @@
 //!   dead runtimes left (cgroups here; containers' directories in stage 06).
 
 pub mod cgroup;
-pub mod cgroups;
 pub mod cli;
+pub mod container_cgroup;
 pub mod hierarchy;
 pub mod limits;
 pub mod rundir;
@@ -35,7 +35,7 @@ pub fn spec(args: &cli::RunArgs, id: &ContainerId, files: &dyn RootFiles) -> Res
     let parent = args
         .cgroup_parent
         .clone()
-        .unwrap_or_else(|| PathBuf::from(cgroups::DEFAULT_PARENT));
+        .unwrap_or_else(|| PathBuf::from(container_cgroup::DEFAULT_PARENT));
     let linux = spec::linux_mut(&mut spec);
     linux.set_resources(Some(limits.to_spec()));
     linux.set_cgroups_path(Some(parent.join(id.as_str())));
@@ -47,7 +47,7 @@ pub fn spec(args: &cli::RunArgs, id: &ContainerId, files: &dyn RootFiles) -> Res
 /// Stage 04's container, plus a cgroup of its own.
 // ANCHOR: container
 pub fn container(spec: &Spec, id: ContainerId) -> Result<Container, Error> {
-    let cgroups = cgroups::Cgroups::from_spec(spec, id.as_str());
+    let cgroups = container_cgroup::ContainerCgroup::from_spec(spec, id.as_str());
     Ok(stage04_user::container(spec, id)?.with(cgroups))
 }
 // ANCHOR_END: container

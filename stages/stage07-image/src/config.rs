@@ -102,7 +102,7 @@ impl ImageConfig {
 /// What was given on the command line, which the image's config does not
 /// override.
 #[derive(Debug, Clone, Default)]
-pub struct Given {
+pub struct Overrides {
     /// COMMAND [ARG...] after the image reference (replaces Cmd).
     pub command: Vec<OsString>,
     /// Keys given with `-e`.
@@ -125,14 +125,14 @@ pub fn apply(
     spec: &mut Spec,
     image: &str,
     config: &ImageConfig,
-    given: &Given,
+    overrides: &Overrides,
     files: &dyn RootFiles,
 ) -> Result<(), Error> {
     let config = &config.config;
-    let command = if given.command.is_empty() {
+    let command = if overrides.command.is_empty() {
         config.cmd.clone().unwrap_or_default()
     } else {
-        stage01_uts::cli::utf8("COMMAND", &given.command)?
+        stage01_uts::cli::utf8("COMMAND", &overrides.command)?
     };
     let args: Vec<String> = (config.entrypoint.iter().flatten().cloned())
         .chain(command)
@@ -144,21 +144,21 @@ pub fn apply(
 
     for var in config.env.iter().flatten() {
         let (key, value) = var.split_once('=').unwrap_or((var, ""));
-        if !given.env_keys.iter().any(|k| k == key) {
+        if !overrides.env_keys.iter().any(|k| k == key) {
             spec::set_env(spec, key, value);
         }
     }
     if let (false, Some(dir)) = (
-        given.workdir,
+        overrides.workdir,
         config.working_dir.as_ref().filter(|d| !d.is_empty()),
     ) {
         spec::process_mut(spec).set_cwd(PathBuf::from(dir));
     }
     let user = config.user.as_ref().filter(|u| !u.is_empty());
-    if let (false, Some(user)) = (given.user, user) {
+    if let (false, Some(user)) = (overrides.user, user) {
         let user: UserSpec = user.parse().map_err(Error::primitive)?;
         // HOME from the user's entry only if neither -e nor the image set it.
-        let home_given = given.env_keys.iter().any(|k| k == "HOME")
+        let home_given = overrides.env_keys.iter().any(|k| k == "HOME")
             || config.env.iter().flatten().any(|v| v.starts_with("HOME="));
         stage04_user::user::apply(spec, &user, files, home_given)?;
     }
@@ -204,7 +204,7 @@ mod tests {
         dir
     }
 
-    fn applied(json: &str, given: Given) -> Spec {
+    fn applied(json: &str, given: Overrides) -> Spec {
         let mut spec = spec::minimal(
             vec!["alpine".into()],
             vec!["PATH=/bin".into(), "HOME=/root".into(), "MODE=cli".into()],
@@ -231,20 +231,20 @@ mod tests {
 
     #[test]
     fn entrypoint_then_cmd_or_the_command_given() {
-        let spec = applied(NGINX, Given::default());
+        let spec = applied(NGINX, Overrides::default());
         assert_eq!(args(&spec), ["/entry.sh", "nginx", "-g", "daemon off;"]);
-        let given = Given {
+        let given = Overrides {
             command: vec!["sh".into()],
-            ..Given::default()
+            ..Overrides::default()
         };
         assert_eq!(args(&applied(NGINX, given)), ["/entry.sh", "sh"]);
     }
 
     #[test]
     fn image_env_over_defaults_under_dash_e() {
-        let given = Given {
+        let given = Overrides {
             env_keys: vec!["MODE".into()],
-            ..Given::default()
+            ..Overrides::default()
         };
         let spec = applied(NGINX, given);
         let env = spec::env(&spec);
@@ -256,7 +256,7 @@ mod tests {
 
     #[test]
     fn workdir_user_and_stop_signal_unless_given() {
-        let spec = applied(NGINX, Given::default());
+        let spec = applied(NGINX, Overrides::default());
         let process = spec.process().as_ref().unwrap();
         assert_eq!(process.cwd(), Path::new("/srv"));
         let user = process.user();
@@ -264,10 +264,10 @@ mod tests {
         assert_eq!(user.additional_gids().as_deref(), Some(&[101, 33][..]));
         assert_eq!(spec::get_env(&spec, "HOME"), Some("/var/cache/nginx"));
         assert_eq!(spec::annotation(&spec, STOP_SIGNAL), Some("SIGQUIT"));
-        let given = Given {
+        let given = Overrides {
             workdir: true,
             user: true,
-            ..Given::default()
+            ..Overrides::default()
         };
         let spec = applied(NGINX, given);
         let process = spec.process().as_ref().unwrap();
@@ -300,7 +300,7 @@ mod tests {
             &mut spec,
             "scratch",
             &config("{}"),
-            &Given::default(),
+            &Overrides::default(),
             &RootDir(root.path()),
         )
         .unwrap_err();

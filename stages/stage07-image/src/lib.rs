@@ -82,7 +82,7 @@ pub fn spec(args: &RunArgs, store: &StoreArgs, id: &ContainerId) -> Result<(Spec
     layers.lowers = lowers;
     layers.hold = Some(Box::new(using));
     let mut spec = stage06_overlay::spec(&args.base, id, &layers)?;
-    let given = config::Given {
+    let given = config::Overrides {
         command: command.to_vec(),
         env_keys: stage03.env.iter().map(|v| v.key.clone()).collect(),
         workdir: stage03.workdir.is_some(),

@@ -89,6 +89,9 @@ impl Registry {
         credentials: Credentials,
         plain_http: bool,
     ) -> Result<Registry, RegistryError> {
+        // reqwest is built without a crypto provider of its own: ring's is
+        // the process's (an Err means one is installed already).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
@@ -412,10 +415,7 @@ fn read_error(e: reqwest::Error) -> RegistryError {
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause: &(dyn std::error::Error + 'static) = e;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
+    let cause = stage01_uts::error::innermost(e);
     // An OS error reads best by its kind ("connection refused").
     if let Some(io) = cause.downcast_ref::<std::io::Error>()
         && io.raw_os_error().is_some()

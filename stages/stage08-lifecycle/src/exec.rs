@@ -74,7 +74,7 @@ impl Join {
                 .map(|(_, name, flag)| (*name, *flag))
                 .collect(),
             pid_namespace: has(LinuxNamespaceType::Pid),
-            cgroup: stage05_cgroups::cgroups::locate(spec, id.as_str()),
+            cgroup: stage05_cgroups::container_cgroup::locate(spec, id.as_str()),
             opened: Vec::new(),
             joined_user: false,
         }
@@ -220,7 +220,7 @@ pub fn container(
     Container::new(id.clone(), stage01_uts::Process::from_spec(spec))
         .with(Join::new(target, spec, id))
         // Signals for COMMAND, and waiting for it; no namespace of its own.
-        .with(stage02_pid::pid::Pid::new(false, false))
+        .with(stage02_pid::pid::PidNamespace::new(false, false))
         .with(stage04_user::user::User::from_spec(spec))
         .with(stdio)
 }

@@ -610,7 +610,7 @@ impl Serve {
                 self.outputs.remove(i);
             }
         }
-        let oom = stage05_cgroups::cgroups::locate(&self.spec, self.id.as_str())
+        let oom = stage05_cgroups::container_cgroup::locate(&self.spec, self.id.as_str())
             .is_some_and(|c| c.oom_kills() > 0);
         let code = status.map_or(crate::recover::LOST, |s| i32::from(s.code()));
         if let Ok(_lock) = self.store.lock(&self.id)

@@ -12,7 +12,7 @@
 //! removed on exit. Logs and images are never touched.
 
 use stage01_uts::ContainerId;
-use stage05_cgroups::cgroups::locate;
+use stage05_cgroups::container_cgroup::locate;
 
 use crate::state::{LifecycleError, Status, Store};
 use crate::time::Time;
@@ -26,7 +26,7 @@ pub const LOST: i32 = 255;
 // ANCHOR: reconcile_all
 pub fn reconcile_all(store: &Store) -> usize {
     let reconciled = reconcile_containers(store);
-    stage05_cgroups::cgroups::reap();
+    stage05_cgroups::container_cgroup::reap();
     stage06_overlay::overlay::reap(&store.containers);
     reconciled
 }

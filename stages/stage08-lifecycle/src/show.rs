@@ -269,7 +269,7 @@ struct Reading {
 
 fn read(store: &Store, id: &ContainerId) -> Option<Reading> {
     let spec = store.spec(id).ok()?;
-    let cgroup = stage05_cgroups::cgroups::locate(&spec, id.as_str())?;
+    let cgroup = stage05_cgroups::container_cgroup::locate(&spec, id.as_str())?;
     Some(Reading {
         at: Instant::now(),
         stats: cgroup.stats(),
@@ -437,7 +437,7 @@ pub fn top(args: &Target, store_args: &StoreArgs) -> Result<(), Error> {
         return Err(crate::state::LifecycleError::NotRunning(args.container.clone()).into());
     }
     let spec = store.spec(&id)?;
-    let procs = stage05_cgroups::cgroups::locate(&spec, id.as_str())
+    let procs = stage05_cgroups::container_cgroup::locate(&spec, id.as_str())
         .map(|c| c.procs())
         .unwrap_or_default();
     let ticks = crate::proc::ticks_per_second();

@@ -101,7 +101,7 @@ fn register(
         tty: args.tty,
         interactive: args.interactive,
         log: args.log_options(),
-        cgroup: stage05_cgroups::cgroups::locate(&spec, id.as_str())
+        cgroup: stage05_cgroups::container_cgroup::locate(&spec, id.as_str())
             .map(|c| c.path().to_path_buf()),
         rootfs: store.dir(&id),
         started: None,
@@ -768,10 +768,12 @@ fn send_start(store: &Store, id: &ContainerId) -> Result<(), Error> {
 fn freeze(store: &Store, id: &ContainerId, frozen: bool) -> Result<(), Error> {
     let spec = store.spec(id)?;
     let cgroup =
-        stage05_cgroups::cgroups::locate(&spec, id.as_str()).ok_or_else(|| LifecycleError::Io {
-            what: "pause",
-            path: id.short().into(),
-            why: "it has no cgroup (rootless without a delegated one)".into(),
+        stage05_cgroups::container_cgroup::locate(&spec, id.as_str()).ok_or_else(|| {
+            LifecycleError::Io {
+                what: "pause",
+                path: id.short().into(),
+                why: "it has no cgroup (rootless without a delegated one)".into(),
+            }
         })?;
     cgroup.freeze(frozen).map_err(Error::primitive)?;
     let _lock = store.lock(id)?;

@@ -11,6 +11,7 @@ use std::fs;
 use serde::{Deserialize, Serialize};
 
 /// Everything the probe reports about the process it runs as.
+// ANCHOR: report
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     /// getpid(): 1 when the probe is PID 1 of its namespace.
@@ -49,6 +50,7 @@ pub struct Report {
     pub uid_map: String,
     pub gid_map: String,
 }
+// ANCHOR_END: report
 
 /// One line of /proc/self/mountinfo.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

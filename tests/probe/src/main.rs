@@ -1,31 +1,9 @@
 //! `probe [MODE ARGS...]`: the suites' eyes inside a container.
 //!
 //! Built static (see the Makefile's `probe` target), so it runs in any root
-//! filesystem. Modes:
+//! filesystem. Its modes (also the book's "The probe" page):
 //!
-//! | mode | does |
-//! |---|---|
-//! | `report` (default) | prints a [`probe::Report`] as JSON |
-//! | `exit N` | exits with status N |
-//! | `segfault` | dies of SIGSEGV (a fault: the kernel delivers it even to PID 1) |
-//! | `signals` | installs handlers for SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2 and SIGTERM, prints `ready`, and prints `{"received":"SIGTERM"}` for the first that arrives |
-//! | `sleep SECS [TAG]` | sleeps; TAG only marks the process's command line |
-//! | `background TAG N` | starts `probe sleep 3600 TAG` in the background, then exits with status N |
-//! | `sethostname NAME` | sets the hostname, then prints the report |
-//! | `write PATH` | tries to create and write PATH; prints `{"ok":true}` or `{"ok":false,"errno":"EROFS"}` |
-//! | `read PATH` | prints `{"bytes":N}` (how much PATH holds) or `{"errno":…}` |
-//! | `ls PATH` | prints `{"entries":[…]}`, sorted |
-//! | `stat PATH` | prints `{"uid":…,"gid":…,"mode":…,"kind":"dir"}` of PATH (not following a last symlink) |
-//! | `escape MARKER` | tries the classic chroot escape, then prints `{"escaped":bool}`: whether the host path MARKER became visible |
-//! | `mknod PATH MAJOR MINOR` | tries to make a character device; prints `{"ok":…,"errno":…}` |
-//! | `ipc KEY NAME` | prints the System V message queue keys and POSIX queues it sees, creates a queue of each kind (KEY, /NAME), prints `ready`, and waits for SIGTERM |
-//! | `alloc MB` | allocates and touches MB mebibytes, one at a time, then prints `{"allocated":MB}` |
-//! | `burn SECS` | spins for SECS seconds of wall time, then prints `{"cpu":…,"wall":…}` (seconds) |
-//! | `forkbomb SECS` | forks sleeping children as fast as it can for SECS seconds, then prints `{"forked":N,"refused":M}` |
-//! | `fds [PID]` | prints `{"fds":{"0":"/dev/null",…}}`: the descriptors PID (default: itself) has open, and what each is |
-//! | `measure FILE CMD ARGS...` | on the host: runs CMD (stdio passed through), writes `{"maxrss_kb":N}` (its peak resident memory, from wait4) to FILE, and exits with CMD's status. A small parent, so that the peak is CMD's own, not the forked copy of a large test process |
-//! | `open PATH` | opens PATH for reading; prints `{"ok":true}` or `{"ok":false,"errno":"EACCES"}` |
-//! | `orphan` | leaves an orphan that exits after being re-parented, waits, and prints `{"zombies":[…]}`: the zombies left in its PID namespace |
+#![doc = include_str!("../MODES.md")]
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -19,6 +19,7 @@ use cgroups_rs::fs::Cgroup as Group;
 
 use crate::hierarchy::Mode;
 use crate::limits::Limits;
+use stage01_uts::error::chain;
 
 /// The v1 controllers a container gets. (Not cpuset: a new v1 cpuset cgroup
 /// starts with no CPUs and no memory nodes, and a task cannot join it.)
@@ -71,7 +72,7 @@ impl Cgroup {
         let cgroup = Cgroup::load(mode, path);
         cgroup.inner.create().map_err(|e| CgroupError::Create {
             path: path.display().to_string(),
-            why: cause(&e),
+            why: chain(&e),
         })?;
         Ok(cgroup)
     }
@@ -162,7 +163,7 @@ impl Cgroup {
         }
         self.inner
             .add_task_by_tgid(CgroupPid::from(pid as u64))
-            .map_err(|e| failed(cause(&e)))
+            .map_err(|e| failed(chain(&e)))
     }
 
     /// The processes in the cgroup.
@@ -273,7 +274,7 @@ impl Cgroup {
                 Err(e) if start.elapsed() > Duration::from_secs(5) => {
                     return Err(CgroupError::Remove {
                         path: self.path.display().to_string(),
-                        why: cause(&e),
+                        why: chain(&e),
                     });
                 }
                 Err(_) => {
@@ -300,18 +301,6 @@ pub(crate) fn keyed(text: &str, key: &str) -> Option<u64> {
 /// A number from a one-value cgroup file.
 pub(crate) fn read_number(path: Option<PathBuf>) -> Option<u64> {
     std::fs::read_to_string(path?).ok()?.trim().parse().ok()
-}
-
-/// The deepest cause of a cgroups-rs error: its own message only says which
-/// operation failed, its cause says why (EINVAL, ENOENT, EBUSY ...).
-pub(crate) fn cause(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    text
 }
 
 /// Write `value` into `file` (for what cgroups-rs does not write).

@@ -14,13 +14,14 @@ use cgroups_rs::fs::cpu::CpuController;
 use cgroups_rs::fs::memory::MemController;
 use cgroups_rs::fs::pid::PidController;
 
-use super::{Cgroup, CgroupError, Stats, cause, keyed, read_number, write};
+use super::{Cgroup, CgroupError, Stats, keyed, read_number, write};
 use crate::limits::{Limits, Swap, cpu_weight, io_weight_v2};
+use stage01_uts::error::chain;
 
 fn failed(flag: &'static str) -> impl Fn(cgroups_rs::fs::error::Error) -> CgroupError {
     move |e| CgroupError::Limit {
         flag,
-        why: cause(&e),
+        why: chain(&e),
     }
 }
 

@@ -26,8 +26,8 @@ use crate::rundir::{OwnerLock, reap_stale, runtime_dir};
 pub const DEFAULT_PARENT: &str = "myruntime";
 
 /// The cgroup primitive.
-// ANCHOR: cgroups
-pub struct Cgroups {
+// ANCHOR: container_cgroup
+pub struct ContainerCgroup {
     limits: Limits,
     /// Below the cgroup root (or the delegated subtree, rootless):
     /// `myruntime/<id>`.
@@ -37,7 +37,7 @@ pub struct Cgroups {
     placed: Option<(Cgroup, OwnerLock)>,
 }
 
-impl Cgroups {
+impl ContainerCgroup {
     /// The cgroup a spec asks for: its `linux.cgroupsPath` (default
     /// `myruntime/<id>`), limited by its `linux.resources`.
     pub fn from_spec(spec: &Spec, id: &str) -> Self {
@@ -49,7 +49,7 @@ impl Cgroups {
             .and_then(|l| l.cgroups_path().clone())
             .map(|p| p.strip_prefix("/").map(PathBuf::from).unwrap_or(p))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_PARENT).join(id));
-        Cgroups {
+        ContainerCgroup {
             limits,
             path,
             namespace: stage01_uts::spec::has_namespace(
@@ -77,7 +77,7 @@ fn base(mode: Mode) -> Option<PathBuf> {
 /// exist or not): what `stats`, `top`, `pause` and `exec` (stage 08) reach.
 pub fn locate(spec: &Spec, id: &str) -> Option<Cgroup> {
     let mode = Mode::detect()?;
-    let path = base(mode)?.join(Cgroups::from_spec(spec, id).path);
+    let path = base(mode)?.join(ContainerCgroup::from_spec(spec, id).path);
     Some(Cgroup::load(mode, &path))
 }
 
@@ -94,7 +94,7 @@ pub fn reap() -> usize {
     })
 }
 
-impl Primitive for Cgroups {
+impl Primitive for ContainerCgroup {
     fn name(&self) -> &'static str {
         "cgroups"
     }
@@ -221,7 +221,7 @@ impl Primitive for Cgroups {
         removed
     }
 }
-// ANCHOR_END: cgroups
+// ANCHOR_END: container_cgroup
 
 /// The host has no cgroup filesystem.
 #[derive(Debug, thiserror::Error)]
