@@ -5,6 +5,18 @@
 //! a runtime passes. MILESTONES.md lists the same milestones for readers; the
 //! `repo` suite checks that the two agree.
 
+/// The stage binaries, in order: the reference runtime of each stage.
+pub const STAGE_BINS: [&str; 8] = [
+    "stage01-uts",
+    "stage02-pid",
+    "stage03-mount",
+    "stage04-user",
+    "stage05-cgroups",
+    "stage06-overlay",
+    "stage07-image",
+    "stage08-lifecycle",
+];
+
 /// One milestone.
 #[derive(Debug, Clone, Copy)]
 pub struct Milestone {

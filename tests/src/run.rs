@@ -654,7 +654,8 @@ fn shorten(line: &str) -> String {
     format!("{}… ({} more bytes)", &line[..end], line.len() - end)
 }
 
-fn shell_quote(arg: &str) -> String {
+/// `arg` as a shell reads it back: bare when it is safe, else in quotes.
+pub(crate) fn shell_quote(arg: &str) -> String {
     if !arg.is_empty()
         && arg
             .bytes()

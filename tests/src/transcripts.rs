@@ -126,16 +126,9 @@ fn constant(line: &str) -> String {
     out
 }
 
+/// A word as typed; `$R` stays a variable.
 fn shell_word(arg: &str) -> String {
-    if !arg.is_empty()
-        && arg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:$".contains(&b))
-    {
-        arg.to_owned()
-    } else {
-        format!("'{}'", arg.replace('\'', r"'\''"))
-    }
+    crate::run::shell_quote(arg).replace("'$R'", "$R")
 }
 
 #[cfg(test)]

@@ -5,17 +5,11 @@
 use assert_cmd::Command;
 use rstest::rstest;
 
-const BINARIES: [&str; 9] = [
-    "stage01-uts",
-    "stage02-pid",
-    "stage03-mount",
-    "stage04-user",
-    "stage05-cgroups",
-    "stage06-overlay",
-    "stage07-image",
-    "stage08-lifecycle",
-    "myruntime",
-];
+fn binaries() -> impl Iterator<Item = &'static str> {
+    harness::milestones::STAGE_BINS
+        .into_iter()
+        .chain(["myruntime"])
+}
 
 fn run(bin: &str, args: &[&str]) -> std::process::Output {
     Command::cargo_bin(bin)
@@ -68,7 +62,7 @@ fn help_is_reviewed(
 #[case::bad_platform("bad_platform", &["run", "--rootfs", "/", "--platform", "linux", "true"][..])]
 fn usage_errors_are_one_reviewed_line_and_125(#[case] case: &str, #[case] args: &[&str]) {
     let mut lines = Vec::new();
-    for bin in BINARIES {
+    for bin in binaries() {
         let out = run(bin, args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(125), "{bin} {args:?}: {stderr}");

@@ -21,19 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use harness::milestones::{MILESTONES, Milestone};
-
-/// The stage binaries in order, as the Makefile builds them.
-const STAGE_BINS: &[&str] = &[
-    "stage01-uts",
-    "stage02-pid",
-    "stage03-mount",
-    "stage04-user",
-    "stage05-cgroups",
-    "stage06-overlay",
-    "stage07-image",
-    "stage08-lifecycle",
-];
+use harness::milestones::{MILESTONES, Milestone, STAGE_BINS};
 
 const USAGE: &str = "usage: progress [--stages NN[-MM]] [--needs-rootfs] /path/to/runtime\n       \
      progress --can-fail [--stages NN[-MM]] TARGET_DIR\n\
@@ -266,13 +254,8 @@ fn progress(bin: &Path, stages: &[u32], needs_rootfs: bool) -> ExitCode {
                 milestones_of(stage).count(),
                 milestones_of(stage).next().map_or("", |m| m.chapter)
             );
-            let later: Vec<String> = stages
-                .iter()
-                .filter(|s| **s > stage)
-                .map(|s| format!("{s:02}"))
-                .collect();
-            if !later.is_empty() {
-                println!("  stages {} not run", later.join(" "));
+            if let Some(later) = after(stages, stage) {
+                println!("  stages {later} not run");
             }
             break;
         }
@@ -280,16 +263,8 @@ fn progress(bin: &Path, stages: &[u32], needs_rootfs: bool) -> ExitCode {
             println!("{line}");
         }
         if stage_passed == 0 {
-            let later: Vec<String> = stages
-                .iter()
-                .filter(|s| **s > stage)
-                .map(|s| format!("{s:02}"))
-                .collect();
-            if !later.is_empty() {
-                println!(
-                    "  stage {stage:02} is not started: stages {} not run",
-                    later.join(" ")
-                );
+            if let Some(later) = after(stages, stage) {
+                println!("  stage {stage:02} is not started: stages {later} not run");
             }
             break;
         }
@@ -304,6 +279,16 @@ fn progress(bin: &Path, stages: &[u32], needs_rootfs: bool) -> ExitCode {
     }
     // A report, not a test: a learner who is not done yet is not an error.
     ExitCode::SUCCESS
+}
+
+/// The stages of `stages` after `stage`, as `04 05 06`, if any.
+fn after(stages: &[u32], stage: u32) -> Option<String> {
+    let later: Vec<String> = stages
+        .iter()
+        .filter(|s| **s > stage)
+        .map(|s| format!("{s:02}"))
+        .collect();
+    (!later.is_empty()).then(|| later.join(" "))
 }
 
 /// Every milestone of every stage in `stages` must have a test that fails
