@@ -16,8 +16,8 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # The stage binaries, in order. A stage's suite runs against its own binary,
 # every later one, and myruntime.
-ALL_STAGES := 01 02 03 04 05 06 07 08
-STAGE_BINS := stage01-uts stage02-pid stage03-mount stage04-user stage05-cgroups stage06-overlay stage07-image stage08-lifecycle
+ALL_STAGES := 01 02 03 04 05 06 07 08 09
+STAGE_BINS := stage01-uts stage02-pid stage03-mount stage04-user stage05-cgroups stage06-overlay stage07-image stage08-lifecycle stage09-network
 DEBUG_DIR  := target/debug
 PROBE      := target/probe/x86_64-unknown-linux-gnu/release/probe
 MDBOOK     ?= $(shell command -v mdbook 2>/dev/null || echo $${CARGO_HOME:-$(HOME)/.cargo}/bin/mdbook)

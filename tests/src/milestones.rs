@@ -6,7 +6,7 @@
 //! `repo` suite checks that the two agree.
 
 /// The stage binaries, in order: the reference runtime of each stage.
-pub const STAGE_BINS: [&str; 8] = [
+pub const STAGE_BINS: [&str; 9] = [
     "stage01-uts",
     "stage02-pid",
     "stage03-mount",
@@ -15,6 +15,7 @@ pub const STAGE_BINS: [&str; 8] = [
     "stage06-overlay",
     "stage07-image",
     "stage08-lifecycle",
+    "stage09-network",
 ];
 
 /// One milestone.
@@ -333,6 +334,13 @@ pub const MILESTONES: &[Milestone] = &[
         module: "m8_stress",
         title: "fifty containers at once: a fork bomb and a memory hog held by their limits, the rest finish; rm -f leaves nothing",
         chapter: "book/src/stage08-lifecycle.md",
+    },
+    Milestone {
+        id: "09.1",
+        suite: "stage09",
+        module: "m1_loopback",
+        title: "--network none: a network namespace of its own, its loopback up (rootless too); host: the host's",
+        chapter: "book/src/stage09-network.md",
     },
 ];
 

@@ -53,6 +53,20 @@ pub const TRANSCRIPTS: &[Transcript] = &[
             "true",
         ],
     },
+    Transcript {
+        name: "stage09-none",
+        bin: "stage09-network",
+        args: &[
+            "run",
+            "--network",
+            "none",
+            "--rootfs",
+            "$R",
+            "--",
+            "ip",
+            "addr",
+        ],
+    },
 ];
 
 /// The directory the transcripts live in.

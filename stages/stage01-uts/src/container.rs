@@ -316,10 +316,15 @@ impl Container {
 
     /// Add a primitive: its hooks run with those of its phase, after the
     /// ones already added there.
-    pub fn with(mut self, primitive: impl Primitive + 'static) -> Self {
+    pub fn with(self, primitive: impl Primitive + 'static) -> Self {
+        self.with_boxed(Box::new(primitive))
+    }
+
+    /// [`Container::with`], for a primitive a later stage chose at run time.
+    pub fn with_boxed(mut self, primitive: Box<dyn Primitive>) -> Self {
         let phase = primitive.phase();
         let at = self.primitives.partition_point(|p| p.phase() <= phase);
-        self.primitives.insert(at, Box::new(primitive));
+        self.primitives.insert(at, primitive);
         self
     }
 

@@ -17,24 +17,41 @@ use crate::state::LogOptions;
 
 /// `stage08-lifecycle [--explain] [--root DIR] VERB ...`
 #[derive(Debug, Parser)]
-pub struct Cli {
+pub struct Cli<X: Flags> {
     #[command(flatten)]
     pub global: GlobalArgs,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(subcommand)]
-    pub verb: Verb,
+    pub verb: Verb<X>,
+}
+
+/// The flags a later stage adds to `run` and `create` (stage 09: the
+/// network), and how they go into the spec. Stage 08 adds none.
+pub trait Flags: clap::Args + Clone + std::fmt::Debug {
+    /// Write what the flags ask for into the spec `create` makes.
+    fn write(&self, spec: &mut stage01_uts::spec::Spec) -> Result<(), stage01_uts::Error>;
+}
+
+/// Stage 08's own: no flags beyond its own.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct NoFlags {}
+
+impl Flags for NoFlags {
+    fn write(&self, _: &mut stage01_uts::spec::Spec) -> Result<(), stage01_uts::Error> {
+        Ok(())
+    }
 }
 
 /// The verbs.
 // ANCHOR: verbs
 #[derive(Debug, Subcommand)]
-pub enum Verb {
+pub enum Verb<X: Flags> {
     /// Run a container: in the foreground (removed when it ends), or
     /// detached with -d (kept until rm, unless --rm)
-    Run(Box<RunArgs>),
+    Run(Box<RunArgs<X>>),
     /// Create a container, ready to start; print its id
-    Create(Box<CreateArgs>),
+    Create(Box<CreateArgs<X>>),
     /// Start created or stopped containers
     Start(StartArgs),
     /// Attach to a running container's input and output
@@ -74,9 +91,12 @@ pub enum Verb {
 // ANCHOR: create_args
 #[derive(Debug, Clone, clap::Args)]
 #[group(skip)]
-pub struct CreateArgs {
+pub struct CreateArgs<X: Flags> {
     #[command(flatten)]
     pub image: stage07_image::cli::RunArgs,
+
+    #[command(flatten)]
+    pub more: X,
 
     /// A name for the container (unique) [default: a readable random one]
     #[arg(long, value_name = "NAME")]
@@ -108,16 +128,16 @@ pub struct CreateArgs {
 /// `run`'s arguments: `create`'s, and whether to detach.
 #[derive(Debug, Clone, clap::Args)]
 #[group(skip)]
-pub struct RunArgs {
+pub struct RunArgs<X: Flags> {
     #[command(flatten)]
-    pub create: CreateArgs,
+    pub create: CreateArgs<X>,
 
     /// Run in the background: print the id and return
     #[arg(short = 'd', long)]
     pub detach: bool,
 }
 
-impl CreateArgs {
+impl<X: Flags> CreateArgs<X> {
     pub fn log_options(&self) -> LogOptions {
         let mut options = LogOptions::default();
         for opt in &self.log_opts {
@@ -328,14 +348,25 @@ pub struct RmArgs {
 }
 
 /// The whole `main` of a binary with the stage 08 verbs.
-// ANCHOR: main
 pub fn main(binary: Binary) -> ExitCode {
-    let command = Cli::command()
+    main_with::<NoFlags>(binary, None)
+}
+
+/// [`main`], with a later stage's flags and primitives (stage 09's network).
+// ANCHOR: main
+pub fn main_with<X: Flags>(
+    binary: Binary,
+    extension: Option<&'static dyn crate::Extension>,
+) -> ExitCode {
+    if let Some(extension) = extension {
+        crate::extend(extension);
+    }
+    let command = Cli::<X>::command()
         .name(binary.name)
         .bin_name(binary.name)
         .version(binary.version)
         .about(binary.about);
-    let cli: Cli = cli::parse_as(command);
+    let cli: Cli<X> = cli::parse_as(command);
     stage01_uts::explain::init(cli.global.explain);
     let done = |r: Result<(), stage01_uts::Error>| r.map(|()| stage01_uts::ExitStatus::Exited(0));
     let store = &cli.store;
@@ -387,6 +418,6 @@ mod tests {
 
     #[test]
     fn the_command_line_parses() {
-        Cli::command().debug_assert();
+        Cli::<NoFlags>::command().debug_assert();
     }
 }

@@ -33,16 +33,35 @@ pub mod terminal;
 pub mod time;
 pub mod verbs;
 
+use std::sync::OnceLock;
+
 use stage01_uts::spec::{self, Spec};
-use stage01_uts::{Container, ContainerId, Error};
+use stage01_uts::{Container, ContainerId, Error, Primitive};
 use stage06_overlay::cli::StoreArgs;
 use stage06_overlay::overlay::Layers;
+
+/// What a later stage adds to every container made from a spec, whoever
+/// makes it (a foreground `run`, a monitor for `create`, `run -d`, `start`
+/// or `restart`): stage 09's network. Its flags go into the spec through
+/// [`cli::Flags`]; its primitives are built from the spec alone, since a
+/// container is made again from its spec on disk.
+pub trait Extension: Sync {
+    /// The primitives for a container made from `spec`.
+    fn primitives(&self, spec: &Spec, id: &ContainerId) -> Result<Vec<Box<dyn Primitive>>, Error>;
+}
+
+static EXTENSION: OnceLock<&'static dyn Extension> = OnceLock::new();
+
+/// Set, once, at the start of a binary's `main`, what its stage adds.
+pub fn extend(extension: &'static dyn Extension) {
+    let _ = EXTENSION.set(extension);
+}
 
 /// Stage 08's command line as a spec, and the layers under it: stage 07's,
 /// with a terminal if asked for (`process.terminal`).
 // ANCHOR: spec
-pub fn spec(
-    args: &cli::CreateArgs,
+pub fn spec<X: cli::Flags>(
+    args: &cli::CreateArgs<X>,
     store: &StoreArgs,
     id: &ContainerId,
 ) -> Result<(Spec, Layers), Error> {
@@ -57,7 +76,7 @@ pub fn spec(
 // ANCHOR_END: spec
 
 /// Stage 07's container (stage 06's: an image adds nothing past the spec),
-/// with its standard streams.
+/// with its standard streams, and what a later stage adds.
 // ANCHOR: container
 pub fn container(
     spec: &Spec,
@@ -65,6 +84,11 @@ pub fn container(
     layers: Layers,
     stdio: stdio::Stdio,
 ) -> Result<Container, Error> {
-    Ok(stage06_overlay::container(spec, id, layers)?.with(stdio))
+    let more = match EXTENSION.get() {
+        Some(extension) => extension.primitives(spec, &id)?,
+        None => Vec::new(),
+    };
+    let container = stage06_overlay::container(spec, id, layers)?.with(stdio);
+    Ok(more.into_iter().fold(container, Container::with_boxed))
 }
 // ANCHOR_END: container

@@ -17,7 +17,8 @@ use stage06_overlay::cli::StoreArgs;
 use stage06_overlay::overlay::Layers;
 
 use crate::cli::{
-    AttachArgs, CreateArgs, ExecArgs, KillArgs, RmArgs, RunArgs, StartArgs, StopArgs, Targets,
+    AttachArgs, CreateArgs, ExecArgs, Flags, KillArgs, RmArgs, RunArgs, StartArgs, StopArgs,
+    Targets,
 };
 use crate::control::{self, Frame};
 use crate::monitor::{self, Launch};
@@ -56,8 +57,8 @@ struct Registered {
 /// name, and register the container. `None` for `--dry-run`, which prints
 /// the spec instead.
 // ANCHOR: register
-fn register(
-    args: &CreateArgs,
+fn register<X: Flags>(
+    args: &CreateArgs<X>,
     store_args: &StoreArgs,
     remove_on_exit: bool,
 ) -> Result<Option<Registered>, Error> {
@@ -69,7 +70,8 @@ fn register(
     // earlier stages' leftovers (stale cgroups, unkept directories).
     recover::reconcile_containers(&store);
     let id = ContainerId::generate();
-    let (spec, mut layers) = crate::spec(args, &store_args, &id)?;
+    let (mut spec, mut layers) = crate::spec(args, &store_args, &id)?;
+    args.more.write(&mut spec)?;
     if args.dry_run {
         println!("{}", spec::to_json(&spec));
         return Ok(None);
@@ -139,7 +141,7 @@ fn register(
 
 /// `run`: in the foreground, or detached (`-d`).
 // ANCHOR: run
-pub fn run(args: &RunArgs, store: &StoreArgs) -> Result<ExitStatus, Error> {
+pub fn run<X: Flags>(args: &RunArgs<X>, store: &StoreArgs) -> Result<ExitStatus, Error> {
     if args.detach {
         if let Some(id) = detached(&args.create, store, true)? {
             println!("{id}");
@@ -151,7 +153,7 @@ pub fn run(args: &RunArgs, store: &StoreArgs) -> Result<ExitStatus, Error> {
 // ANCHOR_END: run
 
 /// `create`: made, waiting for `start`; its id printed.
-pub fn create(args: &CreateArgs, store: &StoreArgs) -> Result<(), Error> {
+pub fn create<X: Flags>(args: &CreateArgs<X>, store: &StoreArgs) -> Result<(), Error> {
     if let Some(id) = detached(args, store, false)? {
         println!("{id}");
     }
@@ -159,8 +161,8 @@ pub fn create(args: &CreateArgs, store: &StoreArgs) -> Result<(), Error> {
 }
 
 /// A container with a monitor of its own.
-fn detached(
-    args: &CreateArgs,
+fn detached<X: Flags>(
+    args: &CreateArgs<X>,
     store: &StoreArgs,
     start: bool,
 ) -> Result<Option<ContainerId>, Error> {
@@ -207,7 +209,7 @@ fn abandon(store: &Store, id: &ContainerId) {
 /// A foreground `run`: the runtime is the container's parent, passes its
 /// own stdio (or relays a terminal), and removes the container when it
 /// ends, as `runc run` does (and every earlier stage did).
-fn foreground(args: &CreateArgs, store: &StoreArgs) -> Result<ExitStatus, Error> {
+fn foreground<X: Flags>(args: &CreateArgs<X>, store: &StoreArgs) -> Result<ExitStatus, Error> {
     let Some(Registered {
         store,
         id,

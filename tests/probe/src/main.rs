@@ -117,6 +117,8 @@ fn main() -> ExitCode {
             Err(e) => serde_json::json!({ "ok": false, "errno": errno_name(&e) }),
         }),
         ["escape", marker] => print_json(&escape(marker)),
+        ["interfaces"] => print_json(&interfaces()),
+        ["loopback"] => print_json(&loopback()),
         ["mknod", path, major, minor] => print_json(&mknod(path, major, minor)),
         ["alloc", mb] => print_json(&alloc(mb.parse().unwrap_or(0))),
         ["burn", secs] => print_json(&burn(secs.parse().unwrap_or(1.0))),
@@ -146,6 +148,47 @@ fn print_json<T: serde::Serialize>(value: &T) {
     let _ = serde_json::to_writer(&mut out, value);
     let _ = writeln!(out);
     let _ = out.flush();
+}
+
+/// Every network interface this process's namespace has, from
+/// /sys/class/net (sysfs shows the namespace of whoever mounted it: the
+/// container's), with whether it is up (`IFF_UP` in its flags).
+fn interfaces() -> serde_json::Value {
+    let mut found = Vec::new();
+    match std::fs::read_dir("/sys/class/net") {
+        Ok(dir) => {
+            for entry in dir.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let flags = std::fs::read_to_string(entry.path().join("flags")).unwrap_or_default();
+                let flags =
+                    u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap_or(0);
+                found.push(
+                    serde_json::json!({ "name": name, "up": flags & libc::IFF_UP as u32 != 0 }),
+                );
+            }
+        }
+        Err(e) => return serde_json::json!({ "errno": errno_name(&e) }),
+    }
+    found.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    serde_json::json!({ "interfaces": found })
+}
+
+/// Talk to itself over TCP on 127.0.0.1: what fails when `lo` is down.
+fn loopback() -> serde_json::Value {
+    use std::io::Read;
+    let attempt = || -> std::io::Result<()> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let mut client = std::net::TcpStream::connect(listener.local_addr()?)?;
+        let (mut server, _) = listener.accept()?;
+        client.write_all(b"ping")?;
+        let mut got = [0u8; 4];
+        server.read_exact(&mut got)?;
+        Ok(())
+    };
+    match attempt() {
+        Ok(()) => serde_json::json!({ "ok": true }),
+        Err(e) => serde_json::json!({ "ok": false, "errno": errno_name(&e) }),
+    }
 }
 
 fn segfault() {
@@ -228,6 +271,9 @@ fn errno_name(e: &std::io::Error) -> String {
         (libc::EINVAL, "EINVAL"),
         (libc::ENXIO, "ENXIO"),
         (libc::ENODEV, "ENODEV"),
+        (libc::ENETUNREACH, "ENETUNREACH"),
+        (libc::ECONNREFUSED, "ECONNREFUSED"),
+        (libc::EADDRNOTAVAIL, "EADDRNOTAVAIL"),
     ];
     let code = e.raw_os_error().unwrap_or(0);
     names
