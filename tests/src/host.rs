@@ -575,3 +575,16 @@ impl Drop for DelegatedCgroup {
         }
     }
 }
+
+/// The names of the entries of `dir`, sorted; none if it cannot be read.
+pub fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}

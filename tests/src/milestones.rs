@@ -342,6 +342,13 @@ pub const MILESTONES: &[Milestone] = &[
         title: "--network none: a network namespace of its own, its loopback up (rootless too); host: the host's",
         chapter: "book/src/stage09-network.md",
     },
+    Milestone {
+        id: "09.2",
+        suite: "stage09",
+        module: "m2_bridge",
+        title: "--network bridge: a bridge, a veth pair and an address of its own per container (IPAM: unique, --ip, exhaustion, released on exit and after a crash)",
+        chapter: "book/src/stage09-network.md",
+    },
 ];
 
 /// The suites, in order, each once.

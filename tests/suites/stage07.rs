@@ -108,17 +108,7 @@ impl World {
 
 /// A store's image list, blobs, layers and containers/ entries.
 fn store_contents(store: &Path) -> (String, Vec<String>, Vec<String>, Vec<String>) {
-    let list = |dir: &str| -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(store.join(dir))
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
-    };
+    let list = |dir: &str| host::names_in(&store.join(dir));
     let index = std::fs::read_to_string(store.join("images.json")).unwrap_or_default();
     (
         index,

@@ -1,16 +1,23 @@
 //! Stage 09 suite: a network of the container's own.
 //!
 //! Runs `$RUNTIME_BIN` (default: stage09-network) as
-//! `BIN run --rootfs DIR [--network none|host] -- COMMAND`, and `run -d` +
-//! `exec` for a detached one. Nothing here sends a packet beyond loopback:
-//! a container with `--network none` has no other interface, and one on
-//! `host` only talks to 127.0.0.1. As root:
+//! `BIN run --rootfs DIR [--network none|bridge|host] [--ip A] -- COMMAND`,
+//! and `run -d` + `exec` for a detached one.
+//!
+//! Safety first: every test that makes links (the bridge, veth pairs) runs
+//! the runtime inside a network namespace the test itself creates
+//! ([`TestNet`]), so the host's links, addresses, routes and firewall are
+//! never touched, and deletes it when it ends, passed or failed. No packet
+//! goes anywhere but between namespaces the test made, or to loopback. As
+//! root:
 //!
 //! ```sh
 //! make test-stage STAGE=09 [BIN=/path/to/yours]
 //! ```
 
-use harness::{Runtime, host};
+use std::path::Path;
+
+use harness::{Run, Runtime, host};
 use rstest::{fixture, rstest};
 
 #[fixture]
@@ -160,5 +167,303 @@ mod m1_loopback {
             .probe(&["report"])
             .output()
             .expect_refused(&["network"]);
+    }
+}
+
+/// A network namespace of the test's own (`ip netns add`), deleted when
+/// dropped; the runtime runs in it through `nsenter --net`, which changes
+/// nothing else (unlike `ip netns exec`, which also remounts /sys). With a
+/// data directory of its own, so its leases are the test's alone.
+struct TestNet {
+    name: String,
+    store: tempfile::TempDir,
+    rt: Runtime,
+}
+
+impl TestNet {
+    fn new(rt: &Runtime) -> TestNet {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "myrt-s09-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let status = std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("ip(8) is missing (apt-get install iproute2)");
+        assert!(status.success(), "cannot make the network namespace {name}");
+        TestNet {
+            name,
+            store: tempfile::tempdir().expect("a data directory"),
+            rt: rt.clone(),
+        }
+    }
+
+    /// `BIN VERB ...` inside the namespace, with the test's data directory.
+    fn verb(&self, rt: &Runtime, verb: &str) -> Run {
+        rt.verb(verb)
+            .env("MYRUNTIME_ROOT", self.store.path().to_str().unwrap())
+            .through(&["nsenter", &format!("--net=/run/netns/{}", self.name)])
+    }
+
+    /// `ip ARGS` inside the namespace, its output.
+    fn ip(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("ip")
+            .args(["-n", &self.name])
+            .args(args)
+            .output()
+            .expect("run ip");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The links of the namespace, by name.
+    fn links(&self) -> Vec<String> {
+        let mut links: Vec<String> = self
+            .ip(&["-br", "link"])
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+            .collect();
+        links.sort();
+        links
+    }
+
+    fn leases(&self) -> Vec<String> {
+        host::names_in(&self.store.path().join("networks/bridge/leases"))
+    }
+
+    /// `rm -f` every container of the test's data directory.
+    fn remove_all(&self, rt: &Runtime) {
+        let ps = self.verb(rt, "ps").args(["-a", "-q"]).output();
+        for id in ps.stdout().split_whitespace() {
+            self.verb(rt, "rm").args(["-f", id]).output();
+        }
+    }
+}
+
+impl Drop for TestNet {
+    /// Passed or failed: every container of the test goes (its monitor,
+    /// its state, its address), then the namespace with the links in it.
+    fn drop(&mut self) {
+        let rt = self.rt.clone();
+        self.remove_all(&rt);
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// The IPv4 address of eth0, from `ip -4 -o addr show eth0` inside.
+fn eth0_address(text: &str) -> Option<String> {
+    let after = text.split("inet ").nth(1)?;
+    Some(after.split('/').next()?.to_owned())
+}
+
+/// Milestone 09.2: the bridge network: a bridge, a veth pair per container,
+/// an address of its own for each (IPAM), released when it ends.
+mod m2_bridge {
+    use super::*;
+
+    #[rstest]
+    fn eth0_gets_an_address_a_route_and_reaches_the_gateway(rt: Runtime) {
+        let net = TestNet::new(&rt);
+        let out = net
+            .verb(&rt, "run")
+            .args(["--network", "bridge"])
+            .command([
+                "sh",
+                "-c",
+                "ip -4 -o addr show eth0; ip route; ping -c1 -W2 10.99.0.1 >/dev/null && echo gateway-ok",
+            ])
+            .output();
+        out.expect_code(0, "the container reaches its gateway");
+        let text = out.stdout();
+        assert!(
+            eth0_address(&text).is_some_and(|a| a.starts_with("10.99.0.")),
+            "eth0 must have an address of the bridge's subnet (default 10.99.0.0/16)\n{}",
+            out.describe()
+        );
+        assert!(text.contains("default via 10.99.0.1"), "{}", out.describe());
+        assert!(text.contains("gateway-ok"), "{}", out.describe());
+        harness::expect_eq!(
+            net.links(),
+            ["lo", "myruntime0"],
+            "after the container, only the bridge is left: its veth pair went with it"
+        );
+        harness::expect_eq!(
+            net.leases(),
+            Vec::<String>::new(),
+            "its address is released"
+        );
+    }
+
+    #[rstest]
+    fn two_containers_get_their_own_addresses_and_reach_each_other(rt: Runtime) {
+        let net = TestNet::new(&rt);
+        net.verb(&rt, "run")
+            .args(["-d", "--name", "first", "--network", "bridge"])
+            .command(["sleep", "60"])
+            .output()
+            .expect_code(0, "run -d");
+        let first = net
+            .verb(&rt, "exec")
+            .args(["first", "ip", "-4", "-o", "addr", "show", "eth0"])
+            .output();
+        let Some(address) = eth0_address(&first.stdout()) else {
+            net.remove_all(&rt);
+            panic!("the first container has no address\n{}", first.describe());
+        };
+        let second = net
+            .verb(&rt, "run")
+            .args(["--network", "bridge"])
+            .command([
+                "sh",
+                "-c",
+                &format!(
+                    "ip -4 -o addr show eth0; ping -c1 -W2 {address} >/dev/null && echo reached"
+                ),
+            ])
+            .output();
+        net.remove_all(&rt);
+        second.expect_code(0, "the second container pings the first");
+        harness::expect_ne!(
+            eth0_address(&second.stdout()),
+            Some(address.clone()),
+            "two containers, two addresses"
+        );
+        assert!(second.stdout().contains("reached"), "{}", second.describe());
+        harness::expect_eq!(net.leases(), Vec::<String>::new());
+        harness::expect_eq!(net.links(), ["lo", "myruntime0"]);
+    }
+
+    /// A /29 has five addresses for containers: the sixth is refused in
+    /// one line, and one removed makes room again.
+    #[rstest]
+    fn addresses_run_out_clearly_and_come_back(rt: Runtime) {
+        let net = TestNet::new(&rt);
+        let run = |name: &str| {
+            net.verb(&rt, "run")
+                .env("MYRUNTIME_BRIDGE_SUBNET", "10.123.0.8/29")
+                .args(["-d", "--name", name, "--network", "bridge"])
+                .command(["sleep", "60"])
+                .output()
+        };
+        let started: Vec<i32> = (0..5).map(|i| run(&format!("c{i}")).code()).collect();
+        let sixth = run("c5");
+        let leases = net.leases();
+        net.verb(&rt, "rm").args(["-f", "c2"]).output();
+        let again = run("c6");
+        let after = net.leases();
+        net.remove_all(&rt);
+        harness::expect_eq!(started, [0, 0, 0, 0, 0], "five containers fit in a /29");
+        harness::expect_eq!(
+            leases,
+            [
+                "10.123.0.10",
+                "10.123.0.11",
+                "10.123.0.12",
+                "10.123.0.13",
+                "10.123.0.14"
+            ]
+        );
+        sixth.expect_refused(&["no address is free", "10.123.0.8/29"]);
+        again.expect_code(0, "a removed container's address is free again");
+        harness::expect_eq!(after.len(), 5);
+        harness::expect_eq!(net.leases(), Vec::<String>::new());
+        harness::expect_eq!(net.links(), ["lo", "myruntime0"]);
+    }
+
+    #[rstest]
+    fn ip_asks_for_an_address_and_one_in_use_is_refused(rt: Runtime) {
+        let net = TestNet::new(&rt);
+        net.verb(&rt, "run")
+            .args([
+                "-d",
+                "--name",
+                "fixed",
+                "--network",
+                "bridge",
+                "--ip",
+                "10.99.0.42",
+            ])
+            .command(["sleep", "60"])
+            .output()
+            .expect_code(0, "run -d --ip");
+        let shown = net
+            .verb(&rt, "exec")
+            .args(["fixed", "ip", "-4", "-o", "addr", "show", "eth0"])
+            .output();
+        let taken = net
+            .verb(&rt, "run")
+            .args(["--network", "bridge", "--ip", "10.99.0.42"])
+            .command(["true"])
+            .output();
+        let outside = net
+            .verb(&rt, "run")
+            .args(["--network", "bridge", "--ip", "192.168.1.1"])
+            .command(["true"])
+            .output();
+        let without = net
+            .verb(&rt, "run")
+            .args(["--network", "none", "--ip", "10.99.0.43"])
+            .command(["true"])
+            .output();
+        net.remove_all(&rt);
+        harness::expect_eq!(eth0_address(&shown.stdout()), Some("10.99.0.42".to_owned()));
+        taken.expect_refused(&["10.99.0.42", "in use"]);
+        outside.expect_refused(&["192.168.1.1"]);
+        without.expect_refused(&["--ip", "bridge"]);
+        harness::expect_eq!(net.leases(), Vec::<String>::new());
+    }
+
+    /// A monitor killed with SIGKILL cannot release its container's
+    /// address: the next command does.
+    #[rstest]
+    fn a_dead_monitors_address_is_released_by_the_next_command(rt: Runtime) {
+        let net = TestNet::new(&rt);
+        net.verb(&rt, "run")
+            .args(["-d", "--name", "orphan", "--network", "bridge"])
+            .command(["sleep", "60"])
+            .output()
+            .expect_code(0, "run -d");
+        let inspect = net.verb(&rt, "inspect").arg("orphan").output();
+        let shown: serde_json::Value = serde_json::from_str(&inspect.stdout())
+            .unwrap_or_else(|e| panic!("inspect prints JSON ({e})\n{}", inspect.describe()));
+        let state = shown[0]["State"].clone();
+        let monitor = state["MonitorPid"].as_i64().expect("a monitor pid") as i32;
+        let held = net.leases();
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(monitor),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let pid = state["Pid"].as_i64().unwrap_or_default() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while Path::new(&format!("/proc/{pid}")).exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let ps = net.verb(&rt, "ps").args(["-a"]).output();
+        let after = net.leases();
+        let links = net.links();
+        net.remove_all(&rt);
+        harness::expect_eq!(held.len(), 1, "the container held an address");
+        assert!(ps.stdout().contains("Exited (255)"), "{}", ps.describe());
+        harness::expect_eq!(after, Vec::<String>::new(), "the next command released it");
+        harness::expect_eq!(links, ["lo", "myruntime0"], "and its veth pair is gone");
+    }
+
+    /// An ordinary user may not make links in the host's namespace: the
+    /// bridge is refused, clearly, and nothing is left.
+    #[rstest]
+    fn the_bridge_is_refused_to_an_ordinary_user_in_one_line(rt: Runtime) {
+        let user = host::rootless_user();
+        let rootfs = harness::Rootfs::private_owned_by(user.uid, user.gid);
+        rt.run_in(&rootfs)
+            .as_user(user)
+            .args(["--network", "bridge"])
+            .probe(&["report"])
+            .output()
+            .expect_refused(&["bridge", "root"]);
     }
 }

@@ -33,6 +33,7 @@ pub mod terminal;
 pub mod time;
 pub mod verbs;
 
+use std::path::Path;
 use std::sync::OnceLock;
 
 use stage01_uts::spec::{self, Spec};
@@ -46,8 +47,25 @@ use stage06_overlay::overlay::Layers;
 /// [`cli::Flags`]; its primitives are built from the spec alone, since a
 /// container is made again from its spec on disk.
 pub trait Extension: Sync {
-    /// The primitives for a container made from `spec`.
-    fn primitives(&self, spec: &Spec, id: &ContainerId) -> Result<Vec<Box<dyn Primitive>>, Error>;
+    /// The primitives for a container made from `spec`, whose data
+    /// directory (`--root`) is `root`.
+    fn primitives(
+        &self,
+        spec: &Spec,
+        id: &ContainerId,
+        root: &Path,
+    ) -> Result<Vec<Box<dyn Primitive>>, Error>;
+
+    /// Undo what the primitives' cleanup would have, for a container whose
+    /// monitor died before it could (recovery), or that is removed.
+    fn reclaim(&self, _root: &Path, _id: &ContainerId) {}
+}
+
+/// [`Extension::reclaim`] of this binary's extension, if it has one.
+pub(crate) fn reclaim(root: &Path, id: &ContainerId) {
+    if let Some(extension) = EXTENSION.get() {
+        extension.reclaim(root, id);
+    }
 }
 
 static EXTENSION: OnceLock<&'static dyn Extension> = OnceLock::new();
@@ -85,7 +103,7 @@ pub fn container(
     stdio: stdio::Stdio,
 ) -> Result<Container, Error> {
     let more = match EXTENSION.get() {
-        Some(extension) => extension.primitives(spec, &id)?,
+        Some(extension) => extension.primitives(spec, &id, &layers.store)?,
         None => Vec::new(),
     };
     let container = stage06_overlay::container(spec, id, layers)?.with(stdio);

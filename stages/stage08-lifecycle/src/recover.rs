@@ -99,6 +99,7 @@ pub fn reconcile(store: &Store, id: &ContainerId) -> Result<bool, LifecycleError
         cgroup.kill_all();
         let _ = cgroup.remove();
     }
+    crate::reclaim(&store.root, id);
     if record.started.is_none() {
         record.started = store.state(id).and_then(|s| s.started);
     }

@@ -381,6 +381,7 @@ impl Store {
         // no longer listed.
         let _ = std::fs::remove_file(dir.join(KEPT));
         let _ = std::fs::remove_file(dir.join(RECORD));
+        crate::reclaim(&self.root, id);
         stage06_overlay::overlay::remove(&dir).map_err(io("removing", &dir))?;
         let _ = std::fs::remove_file(self.lock_file(id));
         let _ = std::fs::remove_dir_all(self.run_dir(id));

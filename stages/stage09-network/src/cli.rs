@@ -14,7 +14,8 @@ use stage08_lifecycle::cli::Flags;
 #[group(skip)]
 pub struct NetworkFlags {
     /// The container's network: none (a namespace of its own with only its
-    /// loopback) or host (the host's, shared)
+    /// loopback), bridge (eth0 on the bridge myruntime0, an address of its
+    /// own) or host (the host's, shared)
     #[arg(
         long = "network",
         visible_alias = "net",
@@ -22,7 +23,22 @@ pub struct NetworkFlags {
         default_value_t
     )]
     pub network: Mode,
+
+    /// The container's address on the bridge network [default: the lowest
+    /// free one]
+    #[arg(long = "ip", value_name = "ADDRESS")]
+    pub ip: Option<std::net::Ipv4Addr>,
 }
+
+/// The annotation that says which network a container is on.
+pub const NETWORK_ANNOTATION: &str = "run.myruntime.network";
+/// The annotation that holds the address asked for with `--ip`.
+pub const IP_ANNOTATION: &str = "run.myruntime.network.ip";
+
+/// `--ip` without the bridge network.
+#[derive(Debug, thiserror::Error)]
+#[error("--ip needs --network bridge: only the bridge network gives addresses")]
+pub struct IpWithoutBridge;
 // ANCHOR_END: flags
 
 /// A network, as `--network` names it.
@@ -30,6 +46,8 @@ pub struct NetworkFlags {
 pub enum Mode {
     /// A network namespace of its own, with only `lo`.
     None,
+    /// A namespace with `lo` and `eth0` on the bridge.
+    Bridge,
     /// The host's network namespace.
     #[default]
     Host,
@@ -41,16 +59,36 @@ impl FromStr for Mode {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text {
             "none" => Ok(Mode::None),
+            "bridge" => Ok(Mode::Bridge),
             "host" => Ok(Mode::Host),
-            _ => InvalidValue::refuse("network", text, "give none or host"),
+            _ => InvalidValue::refuse("network", text, "give none, bridge or host"),
         }
     }
+}
+
+impl Mode {
+    /// The network a spec asks for.
+    pub fn of(spec: &Spec) -> Mode {
+        if !spec::has_namespace(spec, LinuxNamespaceType::Network) {
+            return Mode::Host;
+        }
+        match spec::annotation(spec, NETWORK_ANNOTATION) {
+            Some("bridge") => Mode::Bridge,
+            _ => Mode::None,
+        }
+    }
+}
+
+/// The address a spec asks for (`--ip`), if any.
+pub fn wanted_address(spec: &Spec) -> Option<std::net::Ipv4Addr> {
+    spec::annotation(spec, IP_ANNOTATION)?.parse().ok()
 }
 
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Mode::None => "none",
+            Mode::Bridge => "bridge",
             Mode::Host => "host",
         })
     }
@@ -58,10 +96,21 @@ impl fmt::Display for Mode {
 
 // ANCHOR: write
 impl Flags for NetworkFlags {
-    /// `none` is a network namespace in the spec; `host` is its absence.
+    /// `none` and `bridge` are a network namespace in the spec (`bridge`
+    /// with an annotation naming it, and `--ip`'s address); `host` is its
+    /// absence.
     fn write(&self, spec: &mut Spec) -> Result<(), Error> {
-        if self.network == Mode::None {
+        if self.ip.is_some() && self.network != Mode::Bridge {
+            return Err(crate::refused(IpWithoutBridge));
+        }
+        if self.network != Mode::Host {
             spec::add_namespace(spec, LinuxNamespaceType::Network);
+        }
+        if self.network == Mode::Bridge {
+            spec::set_annotation(spec, NETWORK_ANNOTATION, "bridge");
+            if let Some(ip) = self.ip {
+                spec::set_annotation(spec, IP_ANNOTATION, &ip.to_string());
+            }
         }
         Ok(())
     }
@@ -76,6 +125,7 @@ mod tests {
     fn none_and_host_and_nothing_else() {
         assert_eq!("none".parse::<Mode>().unwrap(), Mode::None);
         assert_eq!("host".parse::<Mode>().unwrap(), Mode::Host);
+        assert_eq!("bridge".parse::<Mode>().unwrap(), Mode::Bridge);
         for bad in ["", "bridge0", "NONE", "container:x"] {
             assert!(bad.parse::<Mode>().is_err(), "{bad}");
         }
@@ -84,12 +134,15 @@ mod tests {
 
     #[test]
     fn none_puts_a_network_namespace_in_the_spec() {
-        let with = |network| {
+        let with = |network, ip| {
             let mut spec = spec::minimal(vec!["true".into()], vec![]);
-            NetworkFlags { network }.write(&mut spec).unwrap();
-            spec::has_namespace(&spec, LinuxNamespaceType::Network)
+            NetworkFlags { network, ip }.write(&mut spec).map(|()| spec)
         };
-        assert!(with(Mode::None));
-        assert!(!with(Mode::Host));
+        for mode in [Mode::None, Mode::Bridge, Mode::Host] {
+            assert_eq!(Mode::of(&with(mode, None).unwrap()), mode);
+        }
+        let ip = Some(std::net::Ipv4Addr::new(10, 99, 0, 9));
+        assert_eq!(wanted_address(&with(Mode::Bridge, ip).unwrap()), ip);
+        assert!(with(Mode::None, ip).is_err(), "--ip without the bridge");
     }
 }

@@ -13,7 +13,6 @@
 //! flag; the addresses (127.0.0.1/8, ::1) come with the interface, and the
 //! kernel adds their local routes once it is up.
 
-use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use stage01_uts::{Context, Error, Phase, Primitive, explain};
 
@@ -36,7 +35,7 @@ impl Primitive for Loopback {
 
     /// In the child, inside its new network namespace.
     fn setup(&mut self, _ctx: &mut Context) -> Result<(), Error> {
-        up("lo").map_err(|errno| {
+        crate::iface::up("lo").map_err(|errno| {
             Error::syscall(
                 "ioctl(SIOCSIFFLAGS, \"lo\", IFF_UP)",
                 "bringing the container's loopback up",
@@ -51,49 +50,3 @@ impl Primitive for Loopback {
     }
 }
 // ANCHOR_END: loopback
-
-/// Set `IFF_UP` on the interface `name` of this process's namespace.
-pub fn up(name: &str) -> Result<(), Errno> {
-    let mut request: libc::ifreq = unsafe_zeroed_ifreq();
-    if name.len() >= request.ifr_name.len() {
-        return Err(Errno::ENAMETOOLONG);
-    }
-    for (slot, byte) in request.ifr_name.iter_mut().zip(name.bytes()) {
-        *slot = byte as libc::c_char;
-    }
-    // SAFETY: socket(2) with constant arguments; the descriptor is owned
-    // below and closed on every path.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: fd was just returned by socket(2) and is owned by nothing else.
-    let socket = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let raw = std::os::fd::AsRawFd::as_raw_fd(&socket);
-    // SAFETY: SIOCGIFFLAGS and SIOCSIFFLAGS read and write the ifreq we own.
-    unsafe {
-        if libc::ioctl(raw, libc::SIOCGIFFLAGS, &mut request) < 0 {
-            return Err(Errno::last());
-        }
-        request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(raw, libc::SIOCSIFFLAGS, &request) < 0 {
-            return Err(Errno::last());
-        }
-    }
-    Ok(())
-}
-
-fn unsafe_zeroed_ifreq() -> libc::ifreq {
-    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
-    unsafe { std::mem::zeroed() }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_name_too_long_for_the_kernel_is_refused_before_any_call() {
-        assert_eq!(up("a-name-longer-than-sixteen"), Err(Errno::ENAMETOOLONG));
-    }
-}
