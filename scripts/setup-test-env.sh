@@ -27,7 +27,8 @@ packages=(
   curl             # the Alpine download
   file             # checks that the probe is static
   gcc libc6-dev    # linking, and libc.a for the static probe
-  iproute2         # ip(8), used by `make check`
+  iproute2         # ip(8), used by `make check` and the network suite
+  nftables         # nft(8): the bridge network's NAT and forwarding rules (stage 09)
   util-linux       # unshare(1) for `make check`, setpriv(1) for the rootless tests
   uidmap           # newuidmap/newgidmap: rootless containers with more than one id
   passwd           # useradd/userdel: the rootless tests make a user of their own

@@ -349,6 +349,13 @@ pub const MILESTONES: &[Milestone] = &[
         title: "--network bridge: a bridge, a veth pair and an address of its own per container (IPAM: unique, --ip, exhaustion, released on exit and after a crash)",
         chapter: "book/src/stage09-network.md",
     },
+    Milestone {
+        id: "09.3",
+        suite: "stage09",
+        module: "m3_nat",
+        title: "NAT: containers reach the outside masqueraded, through rules in a table of the runtime's own; other tables untouched",
+        chapter: "book/src/stage09-network.md",
+    },
 ];
 
 /// The suites, in order, each once.

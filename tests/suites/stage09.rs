@@ -15,7 +15,7 @@
 //! make test-stage STAGE=09 [BIN=/path/to/yours]
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use harness::{Run, Runtime, host};
 use rstest::{fixture, rstest};
@@ -255,6 +255,109 @@ impl Drop for TestNet {
     }
 }
 
+/// "The outside world" of a [`TestNet`]: another namespace the test makes,
+/// joined to it by a veth pair (192.0.2.1 on the test's side, 192.0.2.2 on
+/// this one, addresses reserved for documentation), with the test's
+/// namespace routing everything there, and an HTTP server on 192.0.2.2:8000
+/// serving a marker. It has no route back to the containers' subnet: only
+/// NAT gets a reply to them. Removed (server, namespace) when dropped.
+struct Outside {
+    name: String,
+    server: std::process::Child,
+    log: PathBuf,
+    _files: tempfile::TempDir,
+}
+
+impl Outside {
+    fn new(net: &TestNet) -> Outside {
+        let name = format!("{}-out", net.name);
+        let ip = |args: &[&str]| {
+            let status = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .expect("run ip");
+            assert!(status.success(), "ip {args:?} failed");
+        };
+        ip(&["netns", "add", &name]);
+        let outside = |files: tempfile::TempDir, server, log| Outside {
+            name: name.clone(),
+            server,
+            log,
+            _files: files,
+        };
+        ip(&[
+            "link", "add", "up0", "netns", &net.name, "type", "veth", "peer", "name", "o0",
+            "netns", &name,
+        ]);
+        ip(&["-n", &net.name, "addr", "add", "192.0.2.1/24", "dev", "up0"]);
+        ip(&["-n", &name, "addr", "add", "192.0.2.2/24", "dev", "o0"]);
+        ip(&["-n", &net.name, "link", "set", "up0", "up"]);
+        ip(&["-n", &name, "link", "set", "o0", "up"]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        ip(&[
+            "-n",
+            &net.name,
+            "route",
+            "add",
+            "default",
+            "via",
+            "192.0.2.2",
+        ]);
+        let files = tempfile::tempdir().unwrap();
+        std::fs::write(files.path().join("marker"), "from-the-outside").unwrap();
+        let log = files.path().join("server.log");
+        let server = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &name,
+                "python3",
+                "-m",
+                "http.server",
+                "8000",
+            ])
+            .args(["--bind", "192.0.2.2"])
+            .current_dir(files.path())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(files.path().join("server.err")).unwrap())
+            .spawn()
+            .expect("python3 is missing (apt-get install python3)");
+        let this = outside(files, server, log);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !std::fs::read_to_string(&this.log)
+            .unwrap_or_default()
+            .contains("Serving HTTP")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the outside's server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        this
+    }
+
+    /// The clients the server saw, from its access log.
+    fn clients(&self) -> Vec<String> {
+        let err = self.log.with_file_name("server.err");
+        std::fs::read_to_string(err)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect()
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
 /// The IPv4 address of eth0, from `ip -4 -o addr show eth0` inside.
 fn eth0_address(text: &str) -> Option<String> {
     let after = text.split("inet ").nth(1)?;
@@ -465,5 +568,87 @@ mod m2_bridge {
             .probe(&["report"])
             .output()
             .expect_refused(&["bridge", "root"]);
+    }
+}
+
+/// Milestone 09.3: NAT: a container reaches the outside, masqueraded behind
+/// the host's address, through rules in a table of the runtime's own.
+mod m3_nat {
+    use super::*;
+
+    #[rstest]
+    fn a_container_reaches_the_outside_masqueraded(rt: Runtime) {
+        let net = TestNet::new(&rt);
+        let outside = Outside::new(&net);
+        let out = net
+            .verb(&rt, "run")
+            .args(["--network", "bridge"])
+            .probe(&["http", "192.0.2.2:8000", "/marker"])
+            .output();
+        out.expect_code(0, "the probe asks the outside's server");
+        harness::expect_eq!(
+            json(&out),
+            serde_json::json!({"status": 200, "body": "from-the-outside"}),
+            "the outside has no route to the containers' subnet: only NAT brings the answer back"
+        );
+        harness::expect_eq!(
+            outside.clients(),
+            ["192.0.2.1"],
+            "the outside sees the host's address, not the container's (masquerade)"
+        );
+    }
+
+    /// The runtime's rules live in `inet myruntime` and nowhere else: a
+    /// table some other software has is left exactly as it was.
+    #[rstest]
+    fn the_rules_are_in_a_table_of_its_own_and_others_are_untouched(rt: Runtime) {
+        let net = TestNet::new(&rt);
+        let nft = |script: &str| {
+            let mut child = std::process::Command::new("ip")
+                .args(["netns", "exec", &net.name, "nft", "-f", "-"])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .expect("nft is missing (apt-get install nftables)");
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(script.as_bytes())
+                .unwrap();
+            assert!(child.wait().unwrap().success(), "nft -f: {script}");
+        };
+        nft("add table ip someone_else\n\
+             add chain ip someone_else input { type filter hook input priority 0; policy accept; }\n\
+             add rule ip someone_else input tcp dport 9999 counter accept comment \"theirs\"\n");
+        let list = |what: &[&str]| {
+            let out = std::process::Command::new("ip")
+                .args(["netns", "exec", &net.name, "nft"])
+                .args(what)
+                .output()
+                .expect("run nft");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let theirs = list(&["list", "table", "ip", "someone_else"]);
+        net.verb(&rt, "run")
+            .args(["--network", "bridge"])
+            .command(["true"])
+            .output()
+            .expect_code(0, "a bridge container runs");
+        let tables = list(&["list", "tables"]);
+        let ours = list(&["list", "table", "inet", "myruntime"]);
+        harness::expect_eq!(
+            list(&["list", "table", "ip", "someone_else"]),
+            theirs,
+            "another table must be left exactly as it was"
+        );
+        harness::expect_eq!(
+            tables.lines().map(str::trim).collect::<Vec<_>>(),
+            ["table ip someone_else", "table inet myruntime"]
+        );
+        assert!(
+            ours.contains("ip saddr 10.99.0.0/16 oifname != \"myruntime0\" masquerade"),
+            "{ours}"
+        );
     }
 }

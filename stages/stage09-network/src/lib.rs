@@ -14,10 +14,11 @@
 //! - [`loopback`]: the namespace (one clone flag) and `lo` brought up;
 //! - [`network`]: the bridge network's primitive; [`bridge`], its host side
 //!   (rtnetlink); [`iface`], its container side (ioctls); [`ipam`], the
-//!   addresses.
+//!   addresses; [`firewall`], NAT and forwarding (nftables).
 
 pub mod bridge;
 pub mod cli;
+pub mod firewall;
 pub mod iface;
 pub mod ipam;
 pub mod loopback;

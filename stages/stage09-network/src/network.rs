@@ -3,7 +3,8 @@
 //! its loopback.
 //!
 //! - `prepare` (host, before clone): the bridge, made if missing, with the
-//!   gateway's address; an address leased for the container (IPAM);
+//!   gateway's address; its NAT and forwarding rules; an address leased for
+//!   the container (IPAM);
 //! - `attach` (host, after clone, while the child waits): a veth pair, one
 //!   end on the bridge and up, the other moved into the child's network
 //!   namespace;
@@ -137,6 +138,11 @@ impl Primitive for BridgeNetwork {
         explain!(
             "RTM_NEWLINK {BRIDGE} (bridge), RTM_NEWADDR {gateway}/{prefix}" => "ok",
             "the bridge is the containers' switch, and its address their gateway"
+        );
+        crate::firewall::ensure(BRIDGE, &subnet).map_err(network_error)?;
+        explain!(
+            "nft -f - (table inet myruntime), net.ipv4.ip_forward=1" => "ok",
+            "the containers' traffic out is masqueraded behind the host's address, and forwarded"
         );
         let address = leases(&self.root)
             .allocate(&subnet, self.id.as_str(), self.wanted)

@@ -119,6 +119,7 @@ fn main() -> ExitCode {
         ["escape", marker] => print_json(&escape(marker)),
         ["interfaces"] => print_json(&interfaces()),
         ["loopback"] => print_json(&loopback()),
+        ["http", address, path] => print_json(&http_get(address, path)),
         ["mknod", path, major, minor] => print_json(&mknod(path, major, minor)),
         ["alloc", mb] => print_json(&alloc(mb.parse().unwrap_or(0))),
         ["burn", secs] => print_json(&burn(secs.parse().unwrap_or(1.0))),
@@ -188,6 +189,33 @@ fn loopback() -> serde_json::Value {
     match attempt() {
         Ok(()) => serde_json::json!({ "ok": true }),
         Err(e) => serde_json::json!({ "ok": false, "errno": errno_name(&e) }),
+    }
+}
+
+/// `GET PATH` from `ADDRESS:PORT` over HTTP/1.0, with a 5 s timeout.
+fn http_get(address: &str, path: &str) -> serde_json::Value {
+    use std::io::Read;
+    let attempt = || -> std::io::Result<(u32, String)> {
+        let address: std::net::SocketAddr = address
+            .parse()
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        let timeout = std::time::Duration::from_secs(5);
+        let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+        let mut response = String::new();
+        stream.take(1 << 20).read_to_string(&mut response)?;
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+        Ok((status, body))
+    };
+    match attempt() {
+        Ok((status, body)) => serde_json::json!({ "status": status, "body": body }),
+        Err(e) => serde_json::json!({ "errno": errno_name(&e) }),
     }
 }
 
@@ -274,6 +302,9 @@ fn errno_name(e: &std::io::Error) -> String {
         (libc::ENETUNREACH, "ENETUNREACH"),
         (libc::ECONNREFUSED, "ECONNREFUSED"),
         (libc::EADDRNOTAVAIL, "EADDRNOTAVAIL"),
+        (libc::EHOSTUNREACH, "EHOSTUNREACH"),
+        (libc::ETIMEDOUT, "ETIMEDOUT"),
+        (libc::EAGAIN, "EAGAIN"),
     ];
     let code = e.raw_os_error().unwrap_or(0);
     names
