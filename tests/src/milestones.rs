@@ -356,6 +356,13 @@ pub const MILESTONES: &[Milestone] = &[
         title: "NAT: containers reach the outside masqueraded, through rules in a table of the runtime's own; other tables untouched",
         chapter: "book/src/stage09-network.md",
     },
+    Milestone {
+        id: "09.4",
+        suite: "stage09",
+        module: "m4_ports",
+        title: "-p HOST:CTR: reachable from outside, from the host's loopback and from a container (hairpin); a taken port refused; rules and port go with the container",
+        chapter: "book/src/stage09-network.md",
+    },
 ];
 
 /// The suites, in order, each once.

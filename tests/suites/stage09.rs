@@ -194,6 +194,10 @@ impl TestNet {
             .status()
             .expect("ip(8) is missing (apt-get install iproute2)");
         assert!(status.success(), "cannot make the network namespace {name}");
+        // A host's loopback is up: a new namespace's is not.
+        let _ = std::process::Command::new("ip")
+            .args(["-n", &name, "link", "set", "lo", "up"])
+            .status();
         TestNet {
             name,
             store: tempfile::tempdir().expect("a data directory"),
@@ -650,5 +654,125 @@ mod m3_nat {
             ours.contains("ip saddr 10.99.0.0/16 oifname != \"myruntime0\" masquerade"),
             "{ours}"
         );
+    }
+}
+
+/// `curl` of `url` from inside the namespace `netns`: the body, or None.
+fn curl_in(netns: &str, url: &str) -> Option<String> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", netns, "curl", "-s", "-m", "3", url])
+        .output()
+        .expect("curl is missing (apt-get install curl)");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Milestone 09.4: published ports, reachable from outside the host, from
+/// the host's own loopback and from another container (hairpin); a port
+/// taken is refused; the rules and the port go with the container.
+mod m4_ports {
+    use super::*;
+
+    /// A detached container on the bridge serving `text` on port 80,
+    /// published as `publish`; waits (bounded) until the outside gets it.
+    fn serving(net: &TestNet, rt: &Runtime, name: &str, publish: &str, text: &str) {
+        net.verb(rt, "run")
+            .args(["-d", "--name", name, "--network", "bridge", "-p", publish])
+            .probe(&["serve", "80", text])
+            .output()
+            .expect_code(0, "run -d -p");
+    }
+
+    fn until_answered(netns: &str, url: &str) -> Option<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(body) = curl_in(netns, url) {
+                return Some(body);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    #[rstest]
+    fn a_port_answers_from_outside_from_the_hosts_loopback_and_from_a_container(rt: Runtime) {
+        let net = TestNet::new(&rt);
+        let outside = Outside::new(&net);
+        serving(&net, &rt, "web", "8080:80", "hello-web");
+        let from_outside = until_answered(&outside.name, "http://192.0.2.1:8080/");
+        let from_loopback = curl_in(&net.name, "http://127.0.0.1:8080/");
+        let hairpin = net
+            .verb(&rt, "run")
+            .args(["--network", "bridge"])
+            .probe(&["http", "192.0.2.1:8080", "/"])
+            .output();
+        harness::expect_eq!(
+            from_outside.as_deref(),
+            Some("hello-web"),
+            "from outside the host (DNAT in prerouting)"
+        );
+        harness::expect_eq!(
+            from_loopback.as_deref(),
+            Some("hello-web"),
+            "from the host's own 127.0.0.1 (DNAT in output, route_localnet, masquerade)"
+        );
+        harness::expect_eq!(
+            json(&hairpin),
+            serde_json::json!({"status": 200, "body": "hello-web"}),
+            "from another container, through the host's address (hairpin)"
+        );
+    }
+
+    #[rstest]
+    fn a_taken_port_is_refused_and_the_rules_go_with_the_container(rt: Runtime) {
+        let net = TestNet::new(&rt);
+        serving(&net, &rt, "first", "8080:80", "first");
+        let second = net
+            .verb(&rt, "run")
+            .args(["--network", "bridge", "-p", "8080:81"])
+            .command(["true"])
+            .output();
+        let bad = net
+            .verb(&rt, "run")
+            .args(["--network", "bridge", "-p", "8080"])
+            .command(["true"])
+            .output();
+        let without_bridge = net
+            .verb(&rt, "run")
+            .args(["-p", "8080:80"])
+            .command(["true"])
+            .output();
+        let rules = |net: &TestNet| {
+            let out = std::process::Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &net.name,
+                    "nft",
+                    "list",
+                    "table",
+                    "inet",
+                    "myruntime",
+                ])
+                .output()
+                .expect("run nft");
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains("dport 8080"))
+                .count()
+        };
+        let while_running = rules(&net);
+        net.verb(&rt, "rm").args(["-f", "first"]).output();
+        let after = rules(&net);
+        let ports = host::names_in(&net.store.path().join("networks/bridge/ports"));
+        second.expect_refused(&["8080", "published by container"]);
+        bad.expect_refused(&["published port"]);
+        without_bridge.expect_refused(&["-p", "bridge"]);
+        harness::expect_eq!(while_running, 2, "prerouting and output, while it runs");
+        harness::expect_eq!(after, 0, "its rules go with it");
+        harness::expect_eq!(ports, Vec::<String>::new(), "and its port is free");
     }
 }

@@ -28,17 +28,24 @@ pub struct NetworkFlags {
     /// free one]
     #[arg(long = "ip", value_name = "ADDRESS")]
     pub ip: Option<std::net::Ipv4Addr>,
+
+    /// Publish a container port on the host (repeatable; bridge network):
+    /// [IP:]HOST:CONTAINER[/tcp|/udp], ranges such as 8080-8081:80-81
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:CTR[/PROTO]")]
+    pub publish: Vec<crate::ports::Publish>,
 }
 
 /// The annotation that says which network a container is on.
 pub const NETWORK_ANNOTATION: &str = "run.myruntime.network";
 /// The annotation that holds the address asked for with `--ip`.
 pub const IP_ANNOTATION: &str = "run.myruntime.network.ip";
+/// The annotation that holds the published ports, comma-separated.
+pub const PORTS_ANNOTATION: &str = "run.myruntime.network.ports";
 
-/// `--ip` without the bridge network.
+/// `--ip` or `-p` without the bridge network.
 #[derive(Debug, thiserror::Error)]
-#[error("--ip needs --network bridge: only the bridge network gives addresses")]
-pub struct IpWithoutBridge;
+#[error("{0} needs --network bridge: only the bridge network gives addresses and publishes ports")]
+pub struct NeedsBridge(&'static str);
 // ANCHOR_END: flags
 
 /// A network, as `--network` names it.
@@ -79,6 +86,13 @@ impl Mode {
     }
 }
 
+/// The ports a spec publishes (`-p`).
+pub fn published(spec: &Spec) -> Vec<crate::ports::Port> {
+    spec::annotation(spec, PORTS_ANNOTATION)
+        .map(|text| text.split(',').filter_map(|p| p.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
 /// The address a spec asks for (`--ip`), if any.
 pub fn wanted_address(spec: &Spec) -> Option<std::net::Ipv4Addr> {
     spec::annotation(spec, IP_ANNOTATION)?.parse().ok()
@@ -100,8 +114,13 @@ impl Flags for NetworkFlags {
     /// with an annotation naming it, and `--ip`'s address); `host` is its
     /// absence.
     fn write(&self, spec: &mut Spec) -> Result<(), Error> {
-        if self.ip.is_some() && self.network != Mode::Bridge {
-            return Err(crate::refused(IpWithoutBridge));
+        if self.network != Mode::Bridge {
+            if self.ip.is_some() {
+                return Err(crate::refused(NeedsBridge("--ip")));
+            }
+            if !self.publish.is_empty() {
+                return Err(crate::refused(NeedsBridge("-p")));
+            }
         }
         if self.network != Mode::Host {
             spec::add_namespace(spec, LinuxNamespaceType::Network);
@@ -110,6 +129,14 @@ impl Flags for NetworkFlags {
             spec::set_annotation(spec, NETWORK_ANNOTATION, "bridge");
             if let Some(ip) = self.ip {
                 spec::set_annotation(spec, IP_ANNOTATION, &ip.to_string());
+            }
+            let ports: Vec<String> = self
+                .publish
+                .iter()
+                .flat_map(|p| p.0.iter().map(ToString::to_string))
+                .collect();
+            if !ports.is_empty() {
+                spec::set_annotation(spec, PORTS_ANNOTATION, &ports.join(","));
             }
         }
         Ok(())
@@ -134,15 +161,30 @@ mod tests {
 
     #[test]
     fn none_puts_a_network_namespace_in_the_spec() {
-        let with = |network, ip| {
+        let with = |network, ip, ports: &[&str]| {
             let mut spec = spec::minimal(vec!["true".into()], vec![]);
-            NetworkFlags { network, ip }.write(&mut spec).map(|()| spec)
+            NetworkFlags {
+                network,
+                ip,
+                publish: ports.iter().map(|p| p.parse().unwrap()).collect(),
+            }
+            .write(&mut spec)
+            .map(|()| spec)
         };
         for mode in [Mode::None, Mode::Bridge, Mode::Host] {
-            assert_eq!(Mode::of(&with(mode, None).unwrap()), mode);
+            assert_eq!(Mode::of(&with(mode, None, &[]).unwrap()), mode);
         }
         let ip = Some(std::net::Ipv4Addr::new(10, 99, 0, 9));
-        assert_eq!(wanted_address(&with(Mode::Bridge, ip).unwrap()), ip);
-        assert!(with(Mode::None, ip).is_err(), "--ip without the bridge");
+        let bridge = with(Mode::Bridge, ip, &["8080:80", "53:53/udp"]).unwrap();
+        assert_eq!(wanted_address(&bridge), ip);
+        assert_eq!(published(&bridge).len(), 2);
+        assert!(
+            with(Mode::None, ip, &[]).is_err(),
+            "--ip without the bridge"
+        );
+        assert!(
+            with(Mode::Host, None, &["8080:80"]).is_err(),
+            "-p without the bridge"
+        );
     }
 }

@@ -18,7 +18,10 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use std::net::Ipv4Addr;
+
 use crate::ipam::Subnet;
+use crate::ports::Port;
 
 /// The table every rule of the runtime lives in.
 pub const TABLE: &str = "myruntime";
@@ -42,31 +45,34 @@ pub enum FirewallError {
 pub fn ruleset(bridge: &str, subnet: &Subnet) -> String {
     format!(
         "add table inet {TABLE}
+add chain inet {TABLE} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
+add chain inet {TABLE} output {{ type nat hook output priority -100; policy accept; }}
 add chain inet {TABLE} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
 add chain inet {TABLE} forward {{ type filter hook forward priority filter; policy accept; }}
 flush chain inet {TABLE} postrouting
 flush chain inet {TABLE} forward
 add rule inet {TABLE} postrouting ip saddr {subnet} oifname != \"{bridge}\" masquerade comment \"{bridge}: containers out\"
+add rule inet {TABLE} postrouting ip saddr 127.0.0.0/8 oifname \"{bridge}\" masquerade comment \"{bridge}: published ports, from the host's loopback\"
+add rule inet {TABLE} postrouting ct status dnat ip saddr {subnet} oifname \"{bridge}\" masquerade comment \"{bridge}: published ports, from a container (hairpin)\"
 add rule inet {TABLE} forward iifname \"{bridge}\" accept comment \"{bridge}: from containers\"
 add rule inet {TABLE} forward oifname \"{bridge}\" ct state established,related accept comment \"{bridge}: replies to containers\"
+add rule inet {TABLE} forward oifname \"{bridge}\" ct status dnat accept comment \"{bridge}: published ports\"
 "
     )
 }
 // ANCHOR_END: ruleset
 
-/// Load the bridge network's rules (atomically), and let this namespace
-/// forward: without `net.ipv4.ip_forward`, the kernel drops what the
-/// containers send past the bridge, whatever the rules say.
-pub fn ensure(bridge: &str, subnet: &Subnet) -> Result<(), FirewallError> {
+/// Run an nft script, as one transaction; its output.
+fn nft(args: &[&str], script: &str) -> Result<String, FirewallError> {
     let mut child = Command::new("nft")
-        .args(["-f", "-"])
+        .args(args)
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| FirewallError::Missing(e.to_string()))?;
     if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(ruleset(bridge, subnet).as_bytes());
+        let _ = stdin.write_all(script.as_bytes());
     }
     let output = child
         .wait_with_output()
@@ -79,9 +85,88 @@ pub fn ensure(bridge: &str, subnet: &Subnet) -> Result<(), FirewallError> {
             .unwrap_or("no reason given");
         return Err(FirewallError::Refused(line.trim().to_owned()));
     }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Load the bridge network's rules (atomically), and let this namespace
+/// forward: without `net.ipv4.ip_forward`, the kernel drops what the
+/// containers send past the bridge, whatever the rules say. And let the
+/// bridge carry packets from 127.0.0.1 (`route_localnet`): a port published
+/// to the host's loopback is DNATed before routing, with that source.
+pub fn ensure(bridge: &str, subnet: &Subnet) -> Result<(), FirewallError> {
+    nft(&["-f", "-"], &ruleset(bridge, subnet))?;
     // /proc/sys/net is the namespace of whoever opens it: this one's.
-    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
-        .map_err(|e| FirewallError::Refused(format!("net.ipv4.ip_forward: {e}")))
+    for (file, what) in [
+        (
+            "/proc/sys/net/ipv4/ip_forward".to_owned(),
+            "net.ipv4.ip_forward",
+        ),
+        (
+            format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"),
+            "route_localnet",
+        ),
+    ] {
+        std::fs::write(&file, "1").map_err(|e| FirewallError::Refused(format!("{what}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The rules that publish `ports` of the container `id` at `address`:
+/// DNAT for what comes in (prerouting) and for what the host itself sends
+/// (output), to any of the host's addresses or the one given. Each carries
+/// the container's id as its comment: that is how they are found again.
+// ANCHOR: port_rules
+pub fn port_rules(id: &str, address: Ipv4Addr, ports: &[Port]) -> String {
+    let mut script = String::new();
+    for port in ports {
+        let to = match port.host_ip {
+            Some(ip) => format!("ip daddr {ip}"),
+            None => "fib daddr type local".to_owned(),
+        };
+        for chain in ["prerouting", "output"] {
+            script.push_str(&format!(
+                "add rule inet {TABLE} {chain} {to} {proto} dport {host} dnat ip to {address}:{ctr} comment \"{id}\"\n",
+                proto = port.proto,
+                host = port.host,
+                ctr = port.container,
+            ));
+        }
+    }
+    script
+}
+// ANCHOR_END: port_rules
+
+/// Publish `ports` of container `id`.
+pub fn publish(id: &str, address: Ipv4Addr, ports: &[Port]) -> Result<(), FirewallError> {
+    if ports.is_empty() {
+        return Ok(());
+    }
+    nft(&["-f", "-"], &port_rules(id, address, ports)).map(|_| ())
+}
+
+/// Remove every rule of container `id` (found by its comment, deleted by
+/// handle, in one transaction). Nothing to remove is no error.
+pub fn unpublish(id: &str) -> Result<(), FirewallError> {
+    let mut script = String::new();
+    for chain in ["prerouting", "output"] {
+        let Ok(listed) = nft(&["-a", "list", "chain", "inet", TABLE, chain], "") else {
+            continue;
+        };
+        for line in listed.lines() {
+            if !line.contains(&format!("comment \"{id}\"")) {
+                continue;
+            }
+            if let Some(handle) = line.rsplit_once("# handle ").map(|(_, h)| h.trim()) {
+                script.push_str(&format!(
+                    "delete rule inet {TABLE} {chain} handle {handle}\n"
+                ));
+            }
+        }
+    }
+    if script.is_empty() {
+        return Ok(());
+    }
+    nft(&["-f", "-"], &script).map(|_| ())
 }
 
 #[cfg(test)]
@@ -100,5 +185,16 @@ mod tests {
         }
         assert!(rules.contains("ip saddr 10.99.0.0/16 oifname != \"myruntime0\" masquerade"));
         assert!(rules.contains("ct state established,related accept"));
+    }
+
+    #[test]
+    fn a_published_port_is_dnat_in_and_from_the_host_tagged_with_its_container() {
+        let ports = "8080:80".parse::<crate::ports::Publish>().unwrap().0;
+        let rules = port_rules("abc", Ipv4Addr::new(10, 99, 0, 2), &ports);
+        assert_eq!(rules.lines().count(), 2);
+        assert!(rules.contains(
+            "add rule inet myruntime prerouting fib daddr type local tcp dport 8080 dnat ip to 10.99.0.2:80 comment \"abc\""
+        ));
+        assert!(rules.contains("output fib daddr type local tcp dport 8080"));
     }
 }

@@ -113,87 +113,58 @@ impl fmt::Display for Subnet {
     }
 }
 
-/// The leases of one network, in a directory of their own.
+/// Named things containers hold (an address, a host port), one file each,
+/// holding the holder's id: taken by hard-linking a whole file to the name,
+/// which fails when another holder has it.
 #[derive(Debug, Clone)]
-pub struct Leases {
+pub struct Claims {
     dir: PathBuf,
 }
 
-impl Leases {
-    pub fn new(dir: &Path) -> Leases {
-        Leases {
+impl Claims {
+    pub fn new(dir: &Path) -> Claims {
+        Claims {
             dir: dir.to_path_buf(),
         }
     }
 
-    fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> IpamError {
-        let path = path.display().to_string();
-        move |e| IpamError::Io {
-            what,
-            path,
-            why: e.to_string(),
-        }
-    }
-
-    /// Give container `id` an address of `subnet`: `wanted`, or the lowest
-    /// free one.
-    // ANCHOR: allocate
-    pub fn allocate(
+    /// Run `body` with a whole claim file of `id`, under a temporary name,
+    /// to link to the names it takes; removed after.
+    fn with_temporary<T>(
         &self,
-        subnet: &Subnet,
         id: &str,
-        wanted: Option<Ipv4Addr>,
-    ) -> Result<Ipv4Addr, IpamError> {
-        std::fs::create_dir_all(&self.dir).map_err(Self::io("make", &self.dir))?;
+        body: impl FnOnce(&Path) -> Result<T, IpamError>,
+    ) -> Result<T, IpamError> {
+        std::fs::create_dir_all(&self.dir).map_err(Leases::io("make", &self.dir))?;
         self.remove_stale_temporaries();
-        // The lease, written whole before it gets its name.
+        // The claim, written whole before it gets its name.
         let temporary = self.dir.join(format!(".new-{}-{id}", std::process::id()));
-        let mut file = std::fs::File::create(&temporary).map_err(Self::io("write", &temporary))?;
+        let mut file =
+            std::fs::File::create(&temporary).map_err(Leases::io("write", &temporary))?;
         file.write_all(id.as_bytes())
-            .map_err(Self::io("write", &temporary))?;
+            .map_err(Leases::io("write", &temporary))?;
         drop(file);
-        let result = match wanted {
-            Some(address) if !subnet.assignable(address) => Err(IpamError::OutOfRange {
-                address,
-                subnet: *subnet,
-            }),
-            Some(address) => match self.claim(&temporary, address)? {
-                true => Ok(address),
-                false => Err(IpamError::Taken {
-                    address,
-                    holder: self.holder(address).unwrap_or_default(),
-                }),
-            },
-            None => {
-                let mut found = None;
-                for address in subnet.hosts() {
-                    if self.claim(&temporary, address)? {
-                        found = Some(address);
-                        break;
-                    }
-                }
-                found.ok_or_else(|| IpamError::Exhausted {
-                    subnet: *subnet,
-                    held: self.held().len(),
-                })
-            }
-        };
+        let result = body(&temporary);
         let _ = std::fs::remove_file(&temporary);
         result
     }
-    // ANCHOR_END: allocate
 
-    /// Link the lease to `address`'s name: false when it is taken.
-    fn claim(&self, temporary: &Path, address: Ipv4Addr) -> Result<bool, IpamError> {
-        let path = self.dir.join(address.to_string());
+    /// Link the claim to `name`: false when it is taken.
+    fn link(&self, temporary: &Path, name: &str) -> Result<bool, IpamError> {
+        let path = self.dir.join(name);
         match std::fs::hard_link(temporary, &path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(Self::io("write", &path)(e)),
+            Err(e) => Err(Leases::io("write", &path)(e)),
         }
     }
 
-    /// Temporary lease files of runtimes that died before they finished.
+    /// Take `name` for `id`: false when another holds it.
+    pub fn claim(&self, name: &str, id: &str) -> Result<bool, IpamError> {
+        self.with_temporary(id, |temporary| self.link(temporary, name))
+    }
+
+    /// Claim files of runtimes that died before they finished.
     fn remove_stale_temporaries(&self) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
@@ -216,35 +187,117 @@ impl Leases {
         }
     }
 
-    /// Who holds `address`.
-    pub fn holder(&self, address: Ipv4Addr) -> Option<String> {
-        std::fs::read_to_string(self.dir.join(address.to_string())).ok()
+    /// Who holds `name`.
+    pub fn holder(&self, name: &str) -> Option<String> {
+        std::fs::read_to_string(self.dir.join(name)).ok()
     }
 
-    /// Every lease: (address, container id).
-    pub fn held(&self) -> Vec<(Ipv4Addr, String)> {
+    /// Every claim: (name, holder), sorted.
+    pub fn held(&self) -> Vec<(String, String)> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
-        let mut held: Vec<(Ipv4Addr, String)> = entries
+        let mut held: Vec<(String, String)> = entries
             .flatten()
             .filter_map(|e| {
-                let address = e.file_name().to_str()?.parse().ok()?;
-                Some((address, std::fs::read_to_string(e.path()).ok()?))
+                let name = e.file_name().to_str()?.to_owned();
+                if name.starts_with('.') {
+                    return None;
+                }
+                Some((name, std::fs::read_to_string(e.path()).ok()?))
             })
             .collect();
         held.sort();
         held
     }
 
+    /// Release every claim of `id` (only its own).
+    pub fn release(&self, id: &str) {
+        for (name, holder) in self.held() {
+            if holder == id {
+                let _ = std::fs::remove_file(self.dir.join(name));
+            }
+        }
+    }
+}
+
+/// The leases of one network, in a directory of their own.
+#[derive(Debug, Clone)]
+pub struct Leases {
+    claims: Claims,
+}
+
+impl Leases {
+    pub fn new(dir: &Path) -> Leases {
+        Leases {
+            claims: Claims::new(dir),
+        }
+    }
+
+    fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> IpamError {
+        let path = path.display().to_string();
+        move |e| IpamError::Io {
+            what,
+            path,
+            why: e.to_string(),
+        }
+    }
+
+    /// Give container `id` an address of `subnet`: `wanted`, or the lowest
+    /// free one.
+    // ANCHOR: allocate
+    pub fn allocate(
+        &self,
+        subnet: &Subnet,
+        id: &str,
+        wanted: Option<Ipv4Addr>,
+    ) -> Result<Ipv4Addr, IpamError> {
+        let claims = &self.claims;
+        claims.with_temporary(id, |temporary| match wanted {
+            Some(address) if !subnet.assignable(address) => Err(IpamError::OutOfRange {
+                address,
+                subnet: *subnet,
+            }),
+            Some(address) => match claims.link(temporary, &address.to_string())? {
+                true => Ok(address),
+                false => Err(IpamError::Taken {
+                    address,
+                    holder: self.holder(address).unwrap_or_default(),
+                }),
+            },
+            None => {
+                for address in subnet.hosts() {
+                    if claims.link(temporary, &address.to_string())? {
+                        return Ok(address);
+                    }
+                }
+                Err(IpamError::Exhausted {
+                    subnet: *subnet,
+                    held: self.held().len(),
+                })
+            }
+        })
+    }
+    // ANCHOR_END: allocate
+
+    /// Who holds `address`.
+    pub fn holder(&self, address: Ipv4Addr) -> Option<String> {
+        self.claims.holder(&address.to_string())
+    }
+
+    /// Every lease: (address, container id).
+    pub fn held(&self) -> Vec<(Ipv4Addr, String)> {
+        self.claims
+            .held()
+            .into_iter()
+            .filter_map(|(name, holder)| Some((name.parse().ok()?, holder)))
+            .collect()
+    }
+
     /// Release every address container `id` holds (only its own: a lease
     /// another container took since is left alone).
     pub fn release(&self, id: &str) {
-        for (address, holder) in self.held() {
-            if holder == id {
-                let _ = std::fs::remove_file(self.dir.join(address.to_string()));
-            }
-        }
+        self.claims.release(id);
     }
 }
 

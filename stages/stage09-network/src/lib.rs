@@ -14,7 +14,8 @@
 //! - [`loopback`]: the namespace (one clone flag) and `lo` brought up;
 //! - [`network`]: the bridge network's primitive; [`bridge`], its host side
 //!   (rtnetlink); [`iface`], its container side (ioctls); [`ipam`], the
-//!   addresses; [`firewall`], NAT and forwarding (nftables).
+//!   addresses; [`firewall`], NAT, forwarding and published ports
+//!   (nftables); [`ports`], `-p`.
 
 pub mod bridge;
 pub mod cli;
@@ -23,6 +24,7 @@ pub mod iface;
 pub mod ipam;
 pub mod loopback;
 pub mod network;
+pub mod ports;
 
 use std::path::Path;
 
@@ -59,6 +61,7 @@ impl stage08_lifecycle::Extension for Network {
                 root,
                 id,
                 cli::wanted_address(spec),
+                cli::published(spec),
             ))],
             _ => vec![Box::new(loopback::Loopback)],
         })

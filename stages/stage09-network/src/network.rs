@@ -26,7 +26,8 @@ use stage01_uts::{ContainerId, Context, Error, Phase, Primitive, explain};
 
 use crate::bridge::{self, NetlinkError};
 use crate::iface;
-use crate::ipam::{IpamError, Leases, Subnet};
+use crate::ipam::{Claims, IpamError, Leases, Subnet};
+use crate::ports::Port;
 
 /// The default bridge.
 pub const BRIDGE: &str = "myruntime0";
@@ -43,6 +44,11 @@ fn dir(root: &Path) -> PathBuf {
 /// The leases of the bridge network.
 pub fn leases(root: &Path) -> Leases {
     Leases::new(&dir(root).join("leases"))
+}
+
+/// The host ports containers of the bridge network publish.
+pub fn published_ports(root: &Path) -> Claims {
+    Claims::new(&dir(root).join("ports"))
 }
 
 /// The bridge network's subnet: recorded with the data directory the first
@@ -97,20 +103,33 @@ pub struct BridgeNetwork {
     root: PathBuf,
     id: ContainerId,
     wanted: Option<Ipv4Addr>,
+    ports: Vec<Port>,
     subnet: Option<Subnet>,
     address: Option<Ipv4Addr>,
 }
 
 impl BridgeNetwork {
-    pub fn new(root: &Path, id: &ContainerId, wanted: Option<Ipv4Addr>) -> Self {
+    pub fn new(root: &Path, id: &ContainerId, wanted: Option<Ipv4Addr>, ports: Vec<Port>) -> Self {
         BridgeNetwork {
             root: root.to_path_buf(),
             id: id.clone(),
             wanted,
+            ports,
             subnet: None,
             address: None,
         }
     }
+}
+
+/// A host port another container publishes already.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the host port {port}/{proto} is published by container {holder} already; choose another with -p"
+)]
+pub struct PortTaken {
+    pub port: u16,
+    pub proto: crate::ports::Proto,
+    pub holder: String,
 }
 
 impl Primitive for BridgeNetwork {
@@ -153,6 +172,30 @@ impl Primitive for BridgeNetwork {
         );
         self.subnet = Some(subnet);
         self.address = Some(address);
+        // From here on the lease is held: cleanup (or recovery) releases
+        // the ports and rules too.
+        let claims = published_ports(&self.root);
+        for port in &self.ports {
+            if !claims
+                .claim(&port.claim_name(), self.id.as_str())
+                .map_err(network_error)?
+            {
+                let holder = claims.holder(&port.claim_name()).unwrap_or_default();
+                return Err(crate::refused(PortTaken {
+                    port: port.host,
+                    proto: port.proto,
+                    holder: holder.chars().take(12).collect(),
+                }));
+            }
+        }
+        crate::firewall::publish(self.id.as_str(), address, &self.ports).map_err(network_error)?;
+        if !self.ports.is_empty() {
+            let count = self.ports.len();
+            explain!(
+                "nft add rule ... dnat ip to {address}:PORT ({count} ports)" => "ok",
+                "a published port: what comes to the host's port goes to the container's"
+            );
+        }
         Ok(())
     }
 
@@ -217,6 +260,8 @@ pub fn reclaim(root: &Path, id: &ContainerId) {
     {
         return;
     }
+    let _ = crate::firewall::unpublish(id.as_str());
+    published_ports(root).release(id.as_str());
     let (host, _) = veth_names(id);
     let _ = bridge::delete(&host);
     leases.release(id.as_str());

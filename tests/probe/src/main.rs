@@ -120,6 +120,7 @@ fn main() -> ExitCode {
         ["interfaces"] => print_json(&interfaces()),
         ["loopback"] => print_json(&loopback()),
         ["http", address, path] => print_json(&http_get(address, path)),
+        ["serve", port, text] => return serve(port, text),
         ["mknod", path, major, minor] => print_json(&mknod(path, major, minor)),
         ["alloc", mb] => print_json(&alloc(mb.parse().unwrap_or(0))),
         ["burn", secs] => print_json(&burn(secs.parse().unwrap_or(1.0))),
@@ -217,6 +218,39 @@ fn http_get(address: &str, path: &str) -> serde_json::Value {
         Ok((status, body)) => serde_json::json!({ "status": status, "body": body }),
         Err(e) => serde_json::json!({ "errno": errno_name(&e) }),
     }
+}
+
+/// Answer every HTTP request on 0.0.0.0:PORT with 200 and TEXT, and print
+/// `ready` once listening; until killed.
+fn serve(port: &str, text: &str) -> ExitCode {
+    use std::io::Read;
+    let Ok(listener) = std::net::TcpListener::bind(("0.0.0.0", port.parse::<u16>().unwrap_or(0)))
+    else {
+        eprintln!("probe: cannot listen on port {port}");
+        return ExitCode::from(1);
+    };
+    println!("ready");
+    let _ = std::io::stdout().flush();
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        // The whole request head, before answering: closing a socket with
+        // unread bytes sends a reset, which the client may see first.
+        let mut request = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 65536 {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => request.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let _ = write!(
+            stream,
+            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+            text.len()
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 fn segfault() {
