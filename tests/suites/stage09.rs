@@ -709,6 +709,27 @@ mod m4_ports {
             .args(["--network", "bridge"])
             .probe(&["http", "192.0.2.1:8080", "/"])
             .output();
+        let ps = net.verb(&rt, "ps").output();
+        let inspect = net.verb(&rt, "inspect").arg("web").output();
+        let shown: serde_json::Value =
+            serde_json::from_str(&inspect.stdout()).unwrap_or(serde_json::Value::Null);
+        let settings = &shown[0]["NetworkSettings"];
+        assert!(
+            ps.stdout().contains("0.0.0.0:8080->80/tcp"),
+            "ps shows the published port\n{}",
+            ps.describe()
+        );
+        assert!(
+            settings["Networks"]["bridge"]["IPAddress"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("10.99.0.")),
+            "inspect shows the address: {settings}"
+        );
+        harness::expect_eq!(
+            settings["Ports"]["80/tcp"][0]["HostPort"],
+            "8080",
+            "inspect shows the port"
+        );
         harness::expect_eq!(
             from_outside.as_deref(),
             Some("hello-web"),

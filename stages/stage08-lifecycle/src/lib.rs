@@ -59,6 +59,21 @@ pub trait Extension: Sync {
     /// Undo what the primitives' cleanup would have, for a container whose
     /// monitor died before it could (recovery), or that is removed.
     fn reclaim(&self, _root: &Path, _id: &ContainerId) {}
+
+    /// What `inspect` shows of it (docker's `NetworkSettings`).
+    fn settings(&self, _root: &Path, _id: &ContainerId, _spec: &Spec) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    /// What `ps` shows of it in its PORTS column.
+    fn ports(&self, _spec: &Spec) -> String {
+        String::new()
+    }
+}
+
+/// This binary's extension, if it has one.
+pub(crate) fn extension() -> Option<&'static dyn Extension> {
+    EXTENSION.get().copied()
 }
 
 /// [`Extension::reclaim`] of this binary's extension, if it has one.

@@ -102,9 +102,19 @@ pub fn ps(args: &PsArgs, store: &StoreArgs) -> Result<(), Error> {
         }
         return Ok(());
     }
+    // A later stage's ports (stage 09's -p), for the PORTS column.
+    let ports = |id: &ContainerId| -> Option<String> {
+        let extension = crate::extension()?;
+        Some(
+            store
+                .spec(id)
+                .map(|s| extension.ports(&s))
+                .unwrap_or_default(),
+        )
+    };
     if args.format == Format::Json {
         for (id, record, status) in &rows {
-            let line = json!({
+            let mut line = json!({
                 "ID": id.short(),
                 "Image": record.image,
                 "Command": command_of(&store, id),
@@ -113,34 +123,38 @@ pub fn ps(args: &PsArgs, store: &StoreArgs) -> Result<(), Error> {
                 "Status": record.shown_status(*status, now),
                 "Names": record.name,
             });
+            if let Some(ports) = ports(id) {
+                line["Ports"] = json!(ports);
+            }
             let _ = writeln!(out, "{line}");
         }
         return Ok(());
     }
-    let mut lines = vec![
-        [
-            "CONTAINER ID",
-            "IMAGE",
-            "COMMAND",
-            "CREATED",
-            "STATUS",
-            "NAMES",
-        ]
+    let with_ports = crate::extension().is_some();
+    let mut header: Vec<String> = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS"]
         .map(String::from)
-        .to_vec(),
-    ];
+        .to_vec();
+    if with_ports {
+        header.push("PORTS".into());
+    }
+    header.push("NAMES".into());
+    let mut lines = vec![header];
     for (id, record, status) in &rows {
         let created = Time::parse_rfc3339(&record.created)
             .map(|t| format!("{} ago", crate::time::human(now.since(t))))
             .unwrap_or_default();
-        lines.push(vec![
+        let mut line = vec![
             id.short().to_owned(),
             truncate(&record.image, 30),
             format!("\"{}\"", truncate(&command_of(&store, id), 20)),
             created,
             record.shown_status(*status, now),
-            record.name.clone(),
-        ]);
+        ];
+        if with_ports {
+            line.push(ports(id).unwrap_or_default());
+        }
+        line.push(record.name.clone());
+        lines.push(line);
     }
     let _ = out.write_all(table(&lines).as_bytes());
     Ok(())
@@ -180,6 +194,9 @@ pub fn inspect(args: &Targets, store: &StoreArgs) -> Result<(), Error> {
             "Layers": record.lowers,
             "LogPath": store.dir(&id).join(logs::LOG),
             "CgroupPath": record.cgroup,
+            "NetworkSettings": crate::extension()
+                .map(|e| e.settings(&store.root, &id, &spec))
+                .unwrap_or(serde_json::Value::Null),
             "Mounts": spec.mounts(),
             "Config": spec,
             "HostConfig": {

@@ -70,5 +70,20 @@ impl stage08_lifecycle::Extension for Network {
     fn reclaim(&self, root: &Path, id: &ContainerId) {
         network::reclaim(root, id);
     }
+
+    fn settings(&self, root: &Path, id: &ContainerId, spec: &Spec) -> serde_json::Value {
+        network::settings(root, id, spec)
+    }
+
+    fn ports(&self, spec: &Spec) -> String {
+        cli::published(spec)
+            .iter()
+            .map(|p| {
+                let ip = p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+                format!("{ip}:{}->{}/{}", p.host, p.container, p.proto)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 // ANCHOR_END: extension

@@ -266,3 +266,43 @@ pub fn reclaim(root: &Path, id: &ContainerId) {
     let _ = bridge::delete(&host);
     leases.release(id.as_str());
 }
+
+/// `inspect`'s `NetworkSettings`, docker's shape: the network, and on the
+/// bridge the address the container holds, its gateway and its ports.
+pub fn settings(root: &Path, id: &ContainerId, spec: &stage01_uts::Spec) -> serde_json::Value {
+    let mode = crate::cli::Mode::of(spec);
+    let mut ports = serde_json::Map::new();
+    for p in crate::cli::published(spec) {
+        let host_ip = p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED).to_string();
+        let entry = ports
+            .entry(format!("{}/{}", p.container, p.proto))
+            .or_insert_with(|| serde_json::json!([]));
+        if let Some(list) = entry.as_array_mut() {
+            list.push(serde_json::json!({"HostIp": host_ip, "HostPort": p.host.to_string()}));
+        }
+    }
+    let mut networks = serde_json::Map::new();
+    if mode == crate::cli::Mode::Bridge {
+        let address = leases(root)
+            .held()
+            .into_iter()
+            .find(|(_, holder)| holder == id.as_str())
+            .map(|(address, _)| address.to_string())
+            .unwrap_or_default();
+        let subnet = std::fs::read_to_string(dir(root).join("subnet"))
+            .ok()
+            .and_then(|t| t.trim().parse::<Subnet>().ok());
+        networks.insert(
+            "bridge".into(),
+            serde_json::json!({
+                "IPAddress": address,
+                "IPPrefixLen": subnet.map(|s| s.prefix()),
+                "Gateway": subnet.map(|s| s.gateway().to_string()),
+                "Bridge": BRIDGE,
+            }),
+        );
+    } else {
+        networks.insert(mode.to_string(), serde_json::json!({}));
+    }
+    serde_json::json!({ "Networks": networks, "Ports": ports })
+}
