@@ -79,8 +79,12 @@ pub fn dir() -> PathBuf {
 /// command as typed, then its stdout and stderr as they came, with what
 /// changes from run to run (pids, the scratch rootfs's path) made constant.
 pub fn render(t: &Transcript, bins: &Path) -> String {
-    let rootfs = Rootfs::private();
-    let rootfs_path = rootfs.path().display().to_string();
+    // A scratch copy of the test rootfs, for the transcripts that use one.
+    let rootfs = t.args.contains(&"$R").then(Rootfs::private);
+    let rootfs_path = rootfs
+        .as_ref()
+        .map(|r| r.path().display().to_string())
+        .unwrap_or_else(|| "$R".to_owned());
     let args: Vec<String> = t
         .args
         .iter()

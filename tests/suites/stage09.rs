@@ -267,9 +267,9 @@ impl Drop for TestNet {
 /// NAT gets a reply to them. Removed (server, namespace) when dropped.
 struct Outside {
     name: String,
-    server: std::process::Child,
+    server: Option<std::process::Child>,
     log: PathBuf,
-    _files: tempfile::TempDir,
+    files: tempfile::TempDir,
 }
 
 impl Outside {
@@ -283,11 +283,14 @@ impl Outside {
             assert!(status.success(), "ip {args:?} failed");
         };
         ip(&["netns", "add", &name]);
-        let outside = |files: tempfile::TempDir, server, log| Outside {
+        // From here on, dropping it deletes the namespace: a failed set-up
+        // leaves nothing either.
+        let files = tempfile::tempdir().unwrap();
+        let mut this = Outside {
             name: name.clone(),
-            server,
-            log,
-            _files: files,
+            server: None,
+            log: files.path().join("server.log"),
+            files,
         };
         ip(&[
             "link", "add", "up0", "netns", &net.name, "type", "veth", "peer", "name", "o0",
@@ -307,9 +310,7 @@ impl Outside {
             "via",
             "192.0.2.2",
         ]);
-        let files = tempfile::tempdir().unwrap();
-        std::fs::write(files.path().join("marker"), "from-the-outside").unwrap();
-        let log = files.path().join("server.log");
+        std::fs::write(this.files.path().join("marker"), "from-the-outside").unwrap();
         let server = std::process::Command::new("ip")
             .args([
                 "netns",
@@ -321,12 +322,12 @@ impl Outside {
                 "8000",
             ])
             .args(["--bind", "192.0.2.2"])
-            .current_dir(files.path())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(files.path().join("server.err")).unwrap())
+            .current_dir(this.files.path())
+            .stdout(std::fs::File::create(&this.log).unwrap())
+            .stderr(std::fs::File::create(this.files.path().join("server.err")).unwrap())
             .spawn()
             .expect("python3 is missing (apt-get install python3)");
-        let this = outside(files, server, log);
+        this.server = Some(server);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !std::fs::read_to_string(&this.log)
             .unwrap_or_default()
@@ -354,8 +355,10 @@ impl Outside {
 
 impl Drop for Outside {
     fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
+        if let Some(server) = self.server.as_mut() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
         let _ = std::process::Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();

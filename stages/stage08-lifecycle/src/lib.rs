@@ -78,7 +78,7 @@ pub(crate) fn extension() -> Option<&'static dyn Extension> {
 
 /// [`Extension::reclaim`] of this binary's extension, if it has one.
 pub(crate) fn reclaim(root: &Path, id: &ContainerId) {
-    if let Some(extension) = EXTENSION.get() {
+    if let Some(extension) = extension() {
         extension.reclaim(root, id);
     }
 }
@@ -117,7 +117,7 @@ pub fn container(
     layers: Layers,
     stdio: stdio::Stdio,
 ) -> Result<Container, Error> {
-    let more = match EXTENSION.get() {
+    let more = match extension() {
         Some(extension) => extension.primitives(spec, &id, &layers.store)?,
         None => Vec::new(),
     };

@@ -113,6 +113,16 @@ impl fmt::Display for Subnet {
     }
 }
 
+/// An I/O error on `path`, as an IPAM error.
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> IpamError {
+    let path = path.display().to_string();
+    move |e| IpamError::Io {
+        what,
+        path,
+        why: e.to_string(),
+    }
+}
+
 /// Named things containers hold (an address, a host port), one file each,
 /// holding the holder's id: taken by hard-linking a whole file to the name,
 /// which fails when another holder has it.
@@ -135,14 +145,13 @@ impl Claims {
         id: &str,
         body: impl FnOnce(&Path) -> Result<T, IpamError>,
     ) -> Result<T, IpamError> {
-        std::fs::create_dir_all(&self.dir).map_err(Leases::io("make", &self.dir))?;
+        std::fs::create_dir_all(&self.dir).map_err(io("make", &self.dir))?;
         self.remove_stale_temporaries();
         // The claim, written whole before it gets its name.
         let temporary = self.dir.join(format!(".new-{}-{id}", std::process::id()));
-        let mut file =
-            std::fs::File::create(&temporary).map_err(Leases::io("write", &temporary))?;
+        let mut file = std::fs::File::create(&temporary).map_err(io("write", &temporary))?;
         file.write_all(id.as_bytes())
-            .map_err(Leases::io("write", &temporary))?;
+            .map_err(io("write", &temporary))?;
         drop(file);
         let result = body(&temporary);
         let _ = std::fs::remove_file(&temporary);
@@ -155,7 +164,7 @@ impl Claims {
         match std::fs::hard_link(temporary, &path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(Leases::io("write", &path)(e)),
+            Err(e) => Err(io("write", &path)(e)),
         }
     }
 
@@ -231,15 +240,6 @@ impl Leases {
     pub fn new(dir: &Path) -> Leases {
         Leases {
             claims: Claims::new(dir),
-        }
-    }
-
-    fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> IpamError {
-        let path = path.display().to_string();
-        move |e| IpamError::Io {
-            what,
-            path,
-            why: e.to_string(),
         }
     }
 

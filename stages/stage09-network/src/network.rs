@@ -24,7 +24,7 @@ use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 use stage01_uts::{ContainerId, Context, Error, Phase, Primitive, explain};
 
-use crate::bridge::{self, NetlinkError};
+use crate::bridge;
 use crate::iface;
 use crate::ipam::{Claims, IpamError, Leases, Subnet};
 use crate::ports::Port;
@@ -56,12 +56,12 @@ pub fn published_ports(root: &Path) -> Claims {
 pub fn subnet(root: &Path) -> Result<Subnet, Error> {
     let path = dir(root).join("subnet");
     if let Ok(text) = std::fs::read_to_string(&path) {
-        return text.trim().parse().map_err(network_error);
+        return text.trim().parse().map_err(crate::refused);
     }
     let text = std::env::var(SUBNET_ENV).unwrap_or_else(|_| DEFAULT_SUBNET.to_owned());
-    let subnet: Subnet = text.parse().map_err(network_error)?;
+    let subnet: Subnet = text.parse().map_err(crate::refused)?;
     let io = |e: std::io::Error| {
-        network_error(IpamError::Io {
+        crate::refused(IpamError::Io {
             what: "record the subnet in",
             path: path.display().to_string(),
             why: e.to_string(),
@@ -72,14 +72,6 @@ pub fn subnet(root: &Path) -> Result<Subnet, Error> {
     std::fs::write(&aside, format!("{subnet}\n")).map_err(io)?;
     std::fs::rename(&aside, &path).map_err(io)?;
     Ok(subnet)
-}
-
-fn network_error(e: impl std::error::Error + Send + Sync + 'static) -> Error {
-    crate::refused(e)
-}
-
-fn netlink(e: NetlinkError) -> Error {
-    network_error(e)
 }
 
 /// The names of a container's veth pair on the host: `mr` (the bridge's
@@ -152,20 +144,20 @@ impl Primitive for BridgeNetwork {
             return Err(crate::refused(RootlessBridge));
         }
         let subnet = subnet(&self.root)?;
-        bridge::ensure_bridge(BRIDGE, subnet.gateway(), subnet.prefix()).map_err(netlink)?;
+        bridge::ensure_bridge(BRIDGE, subnet.gateway(), subnet.prefix()).map_err(crate::refused)?;
         let (gateway, prefix) = (subnet.gateway(), subnet.prefix());
         explain!(
             "RTM_NEWLINK {BRIDGE} (bridge), RTM_NEWADDR {gateway}/{prefix}" => "ok",
             "the bridge is the containers' switch, and its address their gateway"
         );
-        crate::firewall::ensure(BRIDGE, &subnet).map_err(network_error)?;
+        crate::firewall::ensure(BRIDGE, &subnet).map_err(crate::refused)?;
         explain!(
             "nft -f - (table inet myruntime), net.ipv4.ip_forward=1" => "ok",
             "the containers' traffic out is masqueraded behind the host's address, and forwarded"
         );
         let address = leases(&self.root)
             .allocate(&subnet, self.id.as_str(), self.wanted)
-            .map_err(network_error)?;
+            .map_err(crate::refused)?;
         explain!(
             "lease {address}" => "ok",
             "an address of the bridge's subnet, held by a file no other container can take"
@@ -178,7 +170,7 @@ impl Primitive for BridgeNetwork {
         for port in &self.ports {
             if !claims
                 .claim(&port.claim_name(), self.id.as_str())
-                .map_err(network_error)?
+                .map_err(crate::refused)?
             {
                 let holder = claims.holder(&port.claim_name()).unwrap_or_default();
                 return Err(crate::refused(PortTaken {
@@ -188,7 +180,7 @@ impl Primitive for BridgeNetwork {
                 }));
             }
         }
-        crate::firewall::publish(self.id.as_str(), address, &self.ports).map_err(network_error)?;
+        crate::firewall::publish(self.id.as_str(), address, &self.ports).map_err(crate::refused)?;
         if !self.ports.is_empty() {
             let count = self.ports.len();
             explain!(
@@ -201,7 +193,7 @@ impl Primitive for BridgeNetwork {
 
     fn attach(&mut self, _ctx: &mut Context, child: Pid) -> Result<(), Error> {
         let (host, peer) = veth_names(&self.id);
-        bridge::add_veth(&host, &peer, BRIDGE, child.as_raw() as u32).map_err(netlink)?;
+        bridge::add_veth(&host, &peer, BRIDGE, child.as_raw() as u32).map_err(crate::refused)?;
         explain!(
             "RTM_NEWLINK {host}/{peer} (veth), {host} on {BRIDGE}, {peer} into pid {child}'s namespace" => "ok",
             "a virtual cable: one end on the bridge, the other in the container"
@@ -209,17 +201,18 @@ impl Primitive for BridgeNetwork {
         Ok(())
     }
 
-    fn setup(&mut self, _ctx: &mut Context) -> Result<(), Error> {
+    fn setup(&mut self, ctx: &mut Context) -> Result<(), Error> {
         let (Some(subnet), Some(address)) = (self.subnet, self.address) else {
             return Ok(());
         };
+        // Its loopback first, as on `--network none`.
+        crate::loopback::Loopback.setup(ctx)?;
         let (_, peer) = veth_names(&self.id);
         let step = |call: &str, result: Result<(), Errno>| {
             result.map_err(|errno| {
                 Error::syscall(call.to_owned(), "setting up the container's network", errno)
             })
         };
-        step("ioctl(SIOCSIFFLAGS, \"lo\", IFF_UP)", iface::up("lo"))?;
         step("ioctl(SIOCSIFNAME, eth0)", iface::rename(&peer, "eth0"))?;
         step(
             "ioctl(SIOCSIFADDR, eth0)",
@@ -260,8 +253,13 @@ pub fn reclaim(root: &Path, id: &ContainerId) {
     {
         return;
     }
-    let _ = crate::firewall::unpublish(id.as_str());
-    published_ports(root).release(id.as_str());
+    // Its rules are added only once its ports are claimed, and the claims
+    // go after the rules: no claim, no rule, and no nft to run.
+    let ports = published_ports(root);
+    if ports.held().iter().any(|(_, holder)| holder == id.as_str()) {
+        let _ = crate::firewall::unpublish(id.as_str());
+        ports.release(id.as_str());
+    }
     let (host, _) = veth_names(id);
     let _ = bridge::delete(&host);
     leases.release(id.as_str());
