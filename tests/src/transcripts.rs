@@ -102,6 +102,9 @@ pub fn render(t: &Transcript, bins: &Path) -> String {
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         )
         .env("TERM", "xterm")
+        // A data directory of the test process's own (removed at its exit),
+        // never the default /var/lib/myruntime.
+        .env("MYRUNTIME_ROOT", crate::store_root())
         .stdin(Stdio::null())
         .stdout(writer.try_clone().expect("dup"))
         .stderr(writer)

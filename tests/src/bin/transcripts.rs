@@ -5,6 +5,7 @@ use harness::transcripts::{TRANSCRIPTS, dir, render};
 
 fn main() {
     harness::require_root();
+    harness::host::remove_runtime_leftovers_at_exit();
     let bins = harness::workspace_root().join("target/debug");
     std::fs::create_dir_all(dir()).expect("make book/src/transcripts");
     for t in TRANSCRIPTS {
