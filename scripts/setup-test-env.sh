@@ -29,6 +29,8 @@ packages=(
   gcc libc6-dev    # linking, and libc.a for the static probe
   iproute2         # ip(8), used by `make check` and the network suite
   nftables         # nft(8): the bridge network's NAT and forwarding rules (stage 09)
+  iptables         # a host whose FORWARD policy is DROP, as docker leaves it (stage 09)
+  passt            # pasta(1): an ordinary user's container network (stage 09)
   util-linux       # unshare(1) for `make check`, setpriv(1) for the rootless tests
   uidmap           # newuidmap/newgidmap: rootless containers with more than one id
   passwd           # useradd/userdel: the rootless tests make a user of their own
@@ -42,7 +44,7 @@ packages=(
 )
 # What `make demo` needs of the list above: the offline rootfs and an image
 # in a registry of its own, so that pull-and-run works with no internet.
-demo_packages=(busybox-static ca-certificates curl docker-registry skopeo python3)
+demo_packages=(busybox-static ca-certificates curl docker-registry skopeo python3 nftables)
 tools=${MYRUNTIME_TOOLS:-$HOME/.cache/myruntime}
 cargo_bin=${CARGO_HOME:-$HOME/.cargo}/bin
 # On a host that is not pure cgroup v2, `make test` also boots a v2 kernel

@@ -201,6 +201,10 @@ pub fn runnable_by_anyone(bin: &Path) -> PathBuf {
     if let Some(copy) = copies.get(bin) {
         return copy.clone();
     }
+    // A copy already (`as_user`, then `through`): never copied onto itself.
+    if copies.values().any(|copy| copy == bin) {
+        return bin.to_path_buf();
+    }
     let dir = DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("myruntime-suite-{}-bin", std::process::id()));
         std::fs::create_dir_all(&dir).expect("make the binaries' directory");

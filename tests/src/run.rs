@@ -40,8 +40,15 @@ impl Run {
             args: Vec::new(),
             stdin: Vec::new(),
             probe: crate::probe().to_path_buf(),
-            // Tests always use a data directory of their own.
-            envs: vec![("MYRUNTIME_ROOT".into(), crate::store_root().into())],
+            // Tests always use a data directory of their own, and the
+            // host's network unless they ask for another: a runtime whose
+            // default is a bridge (stage 09, as root) must not make links
+            // and firewall rules in the host's namespace for every test.
+            // Stage 09's tests, in namespaces of their own, clear it.
+            envs: vec![
+                ("MYRUNTIME_ROOT".into(), crate::store_root().into()),
+                ("MYRUNTIME_NETWORK".into(), "host".into()),
+            ],
             user: None,
             open_fds: Vec::new(),
         }
@@ -88,6 +95,7 @@ impl Run {
                 "MYRUNTIME_ROOT".into(),
                 crate::store_root_for(user.uid).into(),
             ),
+            ("MYRUNTIME_NETWORK".into(), "host".into()),
         ];
         self
     }
@@ -101,6 +109,34 @@ impl Run {
         args.append(&mut self.args);
         self.args = args;
         self
+    }
+
+    /// [`Run::through`] for a runtime started [`Run::as_user`]: `prefix`
+    /// runs as root (`nsenter` needs it) and switches to the user last,
+    /// with `setpriv`, just before the runtime.
+    pub fn through_as_user(mut self, prefix: &[&str]) -> Run {
+        let Some((uid, gid)) = self.user.take() else {
+            return self.through(prefix);
+        };
+        let (uid, gid) = (uid.to_string(), gid.to_string());
+        let mut all: Vec<&str> = prefix.to_vec();
+        all.extend([
+            "setpriv",
+            "--reuid",
+            &uid,
+            "--regid",
+            &gid,
+            "--clear-groups",
+            "env",
+            "-i",
+        ]);
+        // `env -i` then the user's variables: nothing of root's goes on.
+        let vars: Vec<String> = std::mem::take(&mut self.envs)
+            .iter()
+            .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+            .collect();
+        all.extend(vars.iter().map(String::as_str));
+        self.through(&all)
     }
 
     /// Start the runtime with `path` open on descriptor `fd`, inherited as a
@@ -181,9 +217,20 @@ impl Run {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", self.shown()));
+        // ETXTBSY: another thread's fork copied a descriptor of a binary
+        // this process was writing (a copy for [`Run::as_user`]), which it
+        // holds until it executes; it goes within moments. Bounded.
+        let mut tries = 0;
+        let mut child = loop {
+            match cmd.spawn() {
+                Ok(child) => break child,
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("cannot start `{}`: {e}", self.shown()),
+            }
+        };
         let mut stdin = child.stdin.take().expect("piped");
         let bytes = self.stdin.clone();
         std::thread::spawn(move || {

@@ -38,6 +38,19 @@ pub struct RunConfig {
     pub user: Option<String>,
     #[serde(default)]
     pub stop_signal: Option<String>,
+    /// `{"80/tcp": {}}`: the ports the image says it serves (`-P`
+    /// publishes them, stage 09).
+    #[serde(default)]
+    pub exposed_ports: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+}
+
+/// An ExposedPorts key, checked: `PORT[/tcp|/udp]`, as `PORT/PROTO`; None
+/// for anything else (an image's word is untrusted: a key that is not a
+/// port is left out, never passed on).
+pub fn exposed_port(key: &str) -> Option<String> {
+    let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    matches!(proto, "tcp" | "udp").then(|| format!("{port}/{proto}"))
 }
 
 /// An image config that cannot be used.
@@ -165,6 +178,15 @@ pub fn apply(
     if let Some(signal) = config.stop_signal.as_ref().filter(|s| !s.is_empty()) {
         spec::set_annotation(spec, STOP_SIGNAL, signal);
     }
+    let exposed: Vec<String> = config
+        .exposed_ports
+        .iter()
+        .flatten()
+        .filter_map(|(key, _)| exposed_port(key))
+        .collect();
+    if !exposed.is_empty() {
+        spec::set_annotation(spec, EXPOSED_PORTS, &exposed.join(","));
+    }
     let shown = spec.process().as_ref().and_then(|p| p.args().clone());
     explain!(
         "(image config of {image})" => "{shown:?}",
@@ -177,6 +199,10 @@ pub fn apply(
 /// The annotation that carries the image's StopSignal to `stop` (stage 08),
 /// under the name containerd gives it.
 pub const STOP_SIGNAL: &str = "org.opencontainers.image.stopSignal";
+
+/// The annotation that carries the image's ExposedPorts to `-P` (stage
+/// 09): `80/tcp,53/udp`.
+pub const EXPOSED_PORTS: &str = "run.myruntime.image.exposed-ports";
 
 #[cfg(test)]
 mod tests {
@@ -252,6 +278,16 @@ mod tests {
         assert!(env.contains(&"MODE=cli".into()), "-e wins: {env:?}");
         assert!(env.contains(&"NGINX=1.27".into()));
         assert_eq!(env.iter().filter(|e| e.starts_with("PATH=")).count(), 1);
+    }
+
+    #[test]
+    fn exposed_ports_are_checked() {
+        assert_eq!(exposed_port("80/tcp").as_deref(), Some("80/tcp"));
+        assert_eq!(exposed_port("53/udp").as_deref(), Some("53/udp"));
+        assert_eq!(exposed_port("8080").as_deref(), Some("8080/tcp"));
+        for bad in ["0/tcp", "x/tcp", "80/sctp", "65536", "80/tcp/x", "../80"] {
+            assert_eq!(exposed_port(bad), None, "{bad}");
+        }
     }
 
     #[test]

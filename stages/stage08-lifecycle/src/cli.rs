@@ -26,20 +26,49 @@ pub struct Cli<X: Flags> {
     pub verb: Verb<X>,
 }
 
-/// The flags a later stage adds to `run` and `create` (stage 09: the
-/// network), and how they go into the spec. Stage 08 adds none.
+/// What a later stage adds to the command line (stage 09: the network):
+/// flags on `run` and `create`, and how they go into the spec; verbs of
+/// its own (`network ...`). Stage 08 adds none.
 pub trait Flags: clap::Args + Clone + std::fmt::Debug {
-    /// Write what the flags ask for into the spec `create` makes.
-    fn write(&self, spec: &mut stage01_uts::spec::Spec) -> Result<(), stage01_uts::Error>;
+    /// The verbs the stage adds.
+    type Verbs: clap::Subcommand + std::fmt::Debug;
+
+    /// Write what the flags ask for into the spec `create` makes for the
+    /// container `id` of the data directory `root` (its directory, where
+    /// files the runtime gives it live, is made once the spec is written).
+    fn write(
+        &self,
+        spec: &mut stage01_uts::spec::Spec,
+        root: &std::path::Path,
+        id: &stage01_uts::ContainerId,
+    ) -> Result<(), stage01_uts::Error>;
+
+    /// Run one of the stage's verbs.
+    fn run(verb: &Self::Verbs, store: &StoreArgs) -> Result<(), stage01_uts::Error>;
 }
 
 /// Stage 08's own: no flags beyond its own.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct NoFlags {}
 
+/// Stage 08's own: no verbs beyond its own.
+#[derive(Debug, Clone, Subcommand)]
+pub enum NoVerbs {}
+
 impl Flags for NoFlags {
-    fn write(&self, _: &mut stage01_uts::spec::Spec) -> Result<(), stage01_uts::Error> {
+    type Verbs = NoVerbs;
+
+    fn write(
+        &self,
+        _: &mut stage01_uts::spec::Spec,
+        _: &std::path::Path,
+        _: &stage01_uts::ContainerId,
+    ) -> Result<(), stage01_uts::Error> {
         Ok(())
+    }
+
+    fn run(verb: &NoVerbs, _: &StoreArgs) -> Result<(), stage01_uts::Error> {
+        match *verb {}
     }
 }
 
@@ -84,6 +113,8 @@ pub enum Verb<X: Flags> {
     Rm(RmArgs),
     #[command(flatten)]
     Image(ImageVerb),
+    #[command(flatten)]
+    More(X::Verbs),
 }
 // ANCHOR_END: verbs
 
@@ -390,6 +421,7 @@ pub fn main_with<X: Flags>(
         Verb::Unpause(args) => done(verbs::pause(&args, store, false)),
         Verb::Rm(args) => done(verbs::rm(&args, store)),
         Verb::Image(verb) => done(verb.run(store)),
+        Verb::More(verb) => done(X::run(&verb, store)),
     })
 }
 // ANCHOR_END: main

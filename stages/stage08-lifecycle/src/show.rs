@@ -28,7 +28,7 @@ fn command_of(store: &Store, id: &ContainerId) -> String {
 
 /// Rows in columns as wide as their widest cell, three spaces apart (docker's
 /// tabwriter); every cell shown as untrusted text.
-fn table(rows: &[Vec<String>]) -> String {
+pub fn table(rows: &[Vec<String>]) -> String {
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| r.iter().map(|c| Untrusted(c).to_string()).collect())

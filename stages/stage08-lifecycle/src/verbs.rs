@@ -71,7 +71,7 @@ fn register<X: Flags>(
     recover::reconcile_containers(&store);
     let id = ContainerId::generate();
     let (mut spec, mut layers) = crate::spec(args, &store_args, &id)?;
-    args.more.write(&mut spec)?;
+    args.more.write(&mut spec, &store.root, &id)?;
     if args.dry_run {
         println!("{}", spec::to_json(&spec));
         return Ok(None);

@@ -16,15 +16,18 @@
 //! setting it up idempotent and safe under concurrent starts.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use std::net::Ipv4Addr;
 
-use crate::ipam::Subnet;
+use crate::networks::Net;
 use crate::ports::Port;
 
 /// The table every rule of the runtime lives in.
 pub const TABLE: &str = "myruntime";
+/// Every bridge of the runtime, as an nft interface name pattern.
+const BRIDGES: &str = "myruntime*";
 
 /// A firewall change that failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,13 +40,17 @@ pub enum FirewallError {
     Refused(String),
 }
 
-/// The ruleset of the bridge `bridge` with subnet `subnet`: outbound
-/// traffic of its containers masqueraded behind the host's address (the
-/// outside never needs a route to the subnet), and forwarded: out from the
-/// bridge, and back in for connections the containers opened.
+/// The ruleset of every network: for each, outbound traffic of its
+/// containers masqueraded behind the host's address (the outside never
+/// needs a route to the subnet), and forwarded: out from its bridge, and
+/// back in for connections the containers opened or ports they publish.
+/// First, for each, that nothing goes from its bridge to another of the
+/// runtime's bridges: networks are isolated from each other, as docker's
+/// are (its DOCKER-ISOLATION chains); only a port another network's
+/// container publishes on the host is reached, as from anywhere.
 // ANCHOR: ruleset
-pub fn ruleset(bridge: &str, subnet: &Subnet) -> String {
-    format!(
+pub fn ruleset(nets: &[Net]) -> String {
+    let mut script = format!(
         "add table inet {TABLE}
 add chain inet {TABLE} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
 add chain inet {TABLE} output {{ type nat hook output priority -100; policy accept; }}
@@ -51,14 +58,25 @@ add chain inet {TABLE} postrouting {{ type nat hook postrouting priority srcnat;
 add chain inet {TABLE} forward {{ type filter hook forward priority filter; policy accept; }}
 flush chain inet {TABLE} postrouting
 flush chain inet {TABLE} forward
-add rule inet {TABLE} postrouting ip saddr {subnet} oifname != \"{bridge}\" masquerade comment \"{bridge}: containers out\"
+"
+    );
+    for Net { bridge, .. } in nets {
+        script.push_str(&format!(
+            "add rule inet {TABLE} forward iifname \"{bridge}\" oifname \"{BRIDGES}\" oifname != \"{bridge}\" ct status & dnat == 0 drop comment \"{bridge}: no other network, but published ports\"\n"
+        ));
+    }
+    for Net { bridge, subnet, .. } in nets {
+        script.push_str(&format!(
+            "add rule inet {TABLE} postrouting ip saddr {subnet} oifname != \"{bridge}\" masquerade comment \"{bridge}: containers out\"
 add rule inet {TABLE} postrouting ip saddr 127.0.0.0/8 oifname \"{bridge}\" masquerade comment \"{bridge}: published ports, from the host's loopback\"
 add rule inet {TABLE} postrouting ct status dnat ip saddr {subnet} oifname \"{bridge}\" masquerade comment \"{bridge}: published ports, from a container (hairpin)\"
 add rule inet {TABLE} forward iifname \"{bridge}\" accept comment \"{bridge}: from containers\"
 add rule inet {TABLE} forward oifname \"{bridge}\" ct state established,related accept comment \"{bridge}: replies to containers\"
 add rule inet {TABLE} forward oifname \"{bridge}\" ct status dnat accept comment \"{bridge}: published ports\"
 "
-    )
+        ));
+    }
+    script
 }
 // ANCHOR_END: ruleset
 
@@ -88,28 +106,124 @@ fn nft(args: &[&str], script: &str) -> Result<String, FirewallError> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// Load the bridge network's rules (atomically), and let this namespace
+/// Load the rules of every network (atomically), and let this namespace
 /// forward: without `net.ipv4.ip_forward`, the kernel drops what the
-/// containers send past the bridge, whatever the rules say. And let the
+/// containers send past their bridge, whatever the rules say. And let each
 /// bridge carry packets from 127.0.0.1 (`route_localnet`): a port published
-/// to the host's loopback is DNATed before routing, with that source.
-pub fn ensure(bridge: &str, subnet: &Subnet) -> Result<(), FirewallError> {
-    nft(&["-f", "-"], &ruleset(bridge, subnet))?;
+/// to the host's loopback is DNATed before routing, with that source. With
+/// no network left, the table goes.
+pub fn ensure(nets: &[Net]) -> Result<(), FirewallError> {
+    if nets.is_empty() {
+        // Absent already is no error: `nft delete` of a missing table is.
+        if nft(&["list", "table", "inet", TABLE], "").is_ok() {
+            nft(&["delete", "table", "inet", TABLE], "")?;
+        }
+        iptables_forward(&[])?;
+        return Ok(());
+    }
+    nft(&["-f", "-"], &ruleset(nets))?;
+    let bridges: Vec<&str> = nets.iter().map(|n| n.bridge.as_str()).collect();
+    iptables_forward(&bridges)?;
     // /proc/sys/net is the namespace of whoever opens it: this one's.
-    for (file, what) in [
-        (
-            "/proc/sys/net/ipv4/ip_forward".to_owned(),
-            "net.ipv4.ip_forward",
-        ),
-        (
-            format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"),
-            "route_localnet",
-        ),
-    ] {
+    let mut knobs = vec![(
+        "/proc/sys/net/ipv4/ip_forward".to_owned(),
+        "net.ipv4.ip_forward",
+    )];
+    for net in nets {
+        // Only bridges that exist (a network whose bridge a reboot took is
+        // made again when a container joins it).
+        let file = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", net.bridge);
+        if Path::new(&file).exists() {
+            knobs.push((file, "route_localnet"));
+        }
+    }
+    for (file, what) in knobs {
         std::fs::write(&file, "1").map_err(|e| FirewallError::Refused(format!("{what}: {e}")))?;
     }
     Ok(())
 }
+
+/// The chain of the runtime's own in iptables' `filter` table.
+const IPTABLES_CHAIN: &str = "MYRUNTIME-FORWARD";
+
+/// Coexisting with a host whose iptables `FORWARD` policy is DROP, as
+/// docker leaves it (and many firewalls). A packet is forwarded only if
+/// every base chain on the forward hook accepts it: an accept in
+/// `inet myruntime` cannot overrule a drop in `ip filter`. So, on such a
+/// host only, the bridges' accepts are repeated there, in a chain of the
+/// runtime's own (`MYRUNTIME-FORWARD`) jumped to first from `FORWARD`, as
+/// netavark does with its iptables driver; it goes with the last network.
+/// Through `iptables`, whichever backend it has (legacy or nft): its rules
+/// are only visible to it. A host without iptables has no such policy.
+// ANCHOR: iptables
+fn iptables_forward(bridges: &[&str]) -> Result<(), FirewallError> {
+    let run = |args: &[&str]| {
+        Command::new("iptables")
+            .args(["-w", "5"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+    };
+    let Ok(listed) = run(&["-S", "FORWARD"]) else {
+        return Ok(());
+    };
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let jumps = listed.contains(&format!("-j {IPTABLES_CHAIN}"));
+    let wanted = !bridges.is_empty() && listed.lines().any(|l| l == "-P FORWARD DROP");
+    let refused = |what: &str| FirewallError::Refused(format!("iptables: {what}"));
+    if !wanted {
+        if jumps {
+            let _ = run(&["-D", "FORWARD", "-j", IPTABLES_CHAIN]);
+            let _ = run(&["-F", IPTABLES_CHAIN]);
+            let _ = run(&["-X", IPTABLES_CHAIN]);
+        }
+        return Ok(());
+    }
+    // The chain made if missing, then emptied and filled: the same rules
+    // whoever set it up last.
+    let _ = run(&["-N", IPTABLES_CHAIN]);
+    let ok = |args: &[&str]| run(args).is_ok_and(|o| o.status.success());
+    if !ok(&["-F", IPTABLES_CHAIN]) {
+        return Err(refused("cannot empty its chain MYRUNTIME-FORWARD"));
+    }
+    for bridge in bridges {
+        for rule in [
+            vec!["-i", bridge, "-j", "ACCEPT"],
+            vec![
+                "-o",
+                bridge,
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "RELATED,ESTABLISHED",
+                "-j",
+                "ACCEPT",
+            ],
+            vec![
+                "-o",
+                bridge,
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "DNAT",
+                "-j",
+                "ACCEPT",
+            ],
+        ] {
+            let mut args = vec!["-A", IPTABLES_CHAIN];
+            args.extend(rule);
+            if !ok(&args) {
+                return Err(refused("cannot add a rule to its chain MYRUNTIME-FORWARD"));
+            }
+        }
+    }
+    if !jumps && !ok(&["-I", "FORWARD", "1", "-j", IPTABLES_CHAIN]) {
+        return Err(refused("cannot jump to its chain from FORWARD"));
+    }
+    Ok(())
+}
+// ANCHOR_END: iptables
 
 /// The rules that publish `ports` of the container `id` at `address`:
 /// DNAT for what comes in (prerouting) and for what the host itself sends
@@ -175,7 +289,17 @@ mod tests {
 
     #[test]
     fn the_ruleset_stays_in_its_own_table_and_names_the_bridge() {
-        let rules = ruleset("myruntime0", &"10.99.0.0/16".parse().unwrap());
+        let net = |name: &str, bridge: &str, subnet: &str| Net {
+            name: name.into(),
+            id: String::new(),
+            bridge: bridge.into(),
+            subnet: subnet.parse().unwrap(),
+            created: String::new(),
+        };
+        let rules = ruleset(&[
+            net("bridge", "myruntime0", "10.99.0.0/16"),
+            net("app", "myruntime1", "10.100.0.0/24"),
+        ]);
         for line in rules.lines() {
             assert!(line.contains("inet myruntime"), "{line}");
             assert!(
@@ -185,6 +309,12 @@ mod tests {
         }
         assert!(rules.contains("ip saddr 10.99.0.0/16 oifname != \"myruntime0\" masquerade"));
         assert!(rules.contains("ct state established,related accept"));
+        assert!(rules.contains("ip saddr 10.100.0.0/24 oifname != \"myruntime1\" masquerade"));
+        // Isolation comes before any accept.
+        let drop = rules
+            .find("oifname != \"myruntime1\" ct status & dnat == 0 drop")
+            .unwrap();
+        assert!(drop < rules.find("accept comment").unwrap());
     }
 
     #[test]

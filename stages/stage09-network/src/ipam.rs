@@ -71,6 +71,12 @@ impl Subnet {
             && address != self.broadcast()
     }
 
+    /// Whether the two share an address.
+    pub fn overlaps(&self, other: &Subnet) -> bool {
+        let mask = self.mask() & other.mask();
+        u32::from(self.network) & mask == u32::from(other.network) & mask
+    }
+
     /// Every address a container may hold, lowest first.
     pub fn hosts(&self) -> impl Iterator<Item = Ipv4Addr> {
         let first = u32::from(self.gateway()) + 1;
@@ -316,6 +322,9 @@ mod tests {
             subnet("10.99.0.0/16").gateway(),
             Ipv4Addr::new(10, 99, 0, 1)
         );
+        assert!(subnet("10.99.0.0/16").overlaps(&subnet("10.99.3.0/24")));
+        assert!(subnet("10.99.3.0/24").overlaps(&subnet("10.99.0.0/16")));
+        assert!(!subnet("10.99.0.0/16").overlaps(&subnet("10.100.0.0/24")));
         for bad in [
             "10.99.0.0",
             "10.99.0.0/31",

@@ -1,4 +1,4 @@
-//! `stage09-network [--root DIR] run|create|start|exec|ps|... [--network none|host] ...`
+//! `stage09-network [--root DIR] run|create|start|exec|ps|network|... [--network bridge|NAME|none|host|pasta|container:NAME] ...`
 
 use std::process::ExitCode;
 
@@ -10,8 +10,9 @@ fn main() -> ExitCode {
         Binary {
             name: "stage09-network",
             version: env!("CARGO_PKG_VERSION"),
-            about: "Stage 09 of myruntime: a network of the container's own: a network \
-                    namespace with its loopback up (--network none), or the host's",
+            about: "Stage 09 of myruntime: a network of the container's own: bridge \
+                    networks with NAT, published ports and names; none, host, pasta, \
+                    container:NAME",
             run_about: "",
             required: &[],
         },

@@ -1,10 +1,11 @@
-//! The bridge network: a container on the bridge `myruntime0`, with an
-//! address of the bridge's subnet, a default route through the bridge, and
-//! its loopback.
+//! A bridge network (the default `bridge`, or one `network create` made):
+//! a container on its bridge, with an address of its subnet, a default
+//! route through the bridge, and its loopback.
 //!
 //! - `prepare` (host, before clone): the bridge, made if missing, with the
-//!   gateway's address; its NAT and forwarding rules; an address leased for
-//!   the container (IPAM);
+//!   gateway's address; the NAT and forwarding rules; an address leased for
+//!   the container (IPAM); its published ports; its name in the `hosts` of
+//!   the other members (and theirs in its own);
 //! - `attach` (host, after clone, while the child waits): a veth pair, one
 //!   end on the bridge and up, the other moved into the child's network
 //!   namespace;
@@ -26,52 +27,14 @@ use stage01_uts::{ContainerId, Context, Error, Phase, Primitive, explain};
 
 use crate::bridge;
 use crate::iface;
-use crate::ipam::{Claims, IpamError, Leases, Subnet};
+use crate::ipam::Claims;
+use crate::networks::Net;
 use crate::ports::Port;
 
-/// The default bridge.
-pub const BRIDGE: &str = "myruntime0";
-/// Its subnet unless `MYRUNTIME_BRIDGE_SUBNET` says otherwise when it is
-/// first used with a data directory.
-pub const DEFAULT_SUBNET: &str = "10.99.0.0/16";
-pub const SUBNET_ENV: &str = "MYRUNTIME_BRIDGE_SUBNET";
-
-/// The bridge network's files under the data directory.
-fn dir(root: &Path) -> PathBuf {
-    root.join("networks").join("bridge")
-}
-
-/// The leases of the bridge network.
-pub fn leases(root: &Path) -> Leases {
-    Leases::new(&dir(root).join("leases"))
-}
-
-/// The host ports containers of the bridge network publish.
+/// The host ports containers publish, whatever their network: a host
+/// port is the host's, one container's at a time.
 pub fn published_ports(root: &Path) -> Claims {
-    Claims::new(&dir(root).join("ports"))
-}
-
-/// The bridge network's subnet: recorded with the data directory the first
-/// time it is used, from `MYRUNTIME_BRIDGE_SUBNET` or the default.
-pub fn subnet(root: &Path) -> Result<Subnet, Error> {
-    let path = dir(root).join("subnet");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        return text.trim().parse().map_err(crate::refused);
-    }
-    let text = std::env::var(SUBNET_ENV).unwrap_or_else(|_| DEFAULT_SUBNET.to_owned());
-    let subnet: Subnet = text.parse().map_err(crate::refused)?;
-    let io = |e: std::io::Error| {
-        crate::refused(IpamError::Io {
-            what: "record the subnet in",
-            path: path.display().to_string(),
-            why: e.to_string(),
-        })
-    };
-    std::fs::create_dir_all(dir(root)).map_err(io)?;
-    let aside = path.with_extension(format!("new-{}", std::process::id()));
-    std::fs::write(&aside, format!("{subnet}\n")).map_err(io)?;
-    std::fs::rename(&aside, &path).map_err(io)?;
-    Ok(subnet)
+    Claims::new(&root.join("ports"))
 }
 
 /// The names of a container's veth pair on the host: `mr` (the bridge's
@@ -94,20 +57,33 @@ pub struct RootlessBridge;
 pub struct BridgeNetwork {
     root: PathBuf,
     id: ContainerId,
+    network: String,
+    names: Vec<String>,
     wanted: Option<Ipv4Addr>,
     ports: Vec<Port>,
-    subnet: Option<Subnet>,
+    net: Option<Net>,
     address: Option<Ipv4Addr>,
 }
 
 impl BridgeNetwork {
-    pub fn new(root: &Path, id: &ContainerId, wanted: Option<Ipv4Addr>, ports: Vec<Port>) -> Self {
+    /// Container `id` (called `names`: hostname, name) on the network
+    /// called `network`.
+    pub fn new(
+        root: &Path,
+        id: &ContainerId,
+        network: &str,
+        names: Vec<String>,
+        wanted: Option<Ipv4Addr>,
+        ports: Vec<Port>,
+    ) -> Self {
         BridgeNetwork {
             root: root.to_path_buf(),
             id: id.clone(),
+            network: network.to_owned(),
+            names,
             wanted,
             ports,
-            subnet: None,
+            net: None,
             address: None,
         }
     }
@@ -143,29 +119,32 @@ impl Primitive for BridgeNetwork {
         if !nix::unistd::geteuid().is_root() {
             return Err(crate::refused(RootlessBridge));
         }
-        let subnet = subnet(&self.root)?;
-        bridge::ensure_bridge(BRIDGE, subnet.gateway(), subnet.prefix()).map_err(crate::refused)?;
-        let (gateway, prefix) = (subnet.gateway(), subnet.prefix());
+        // Held to the end of prepare: the network cannot go meanwhile, and
+        // a member joining at the same moment sees this one's name.
+        let _lock = crate::networks::lock(&self.root)?;
+        let net = crate::networks::resolve(&self.root, &self.network).map_err(crate::refused)?;
+        net.ensure(&self.root).map_err(crate::refused)?;
+        let (bridge, gateway, prefix) = (&net.bridge, net.subnet.gateway(), net.subnet.prefix());
         explain!(
-            "RTM_NEWLINK {BRIDGE} (bridge), RTM_NEWADDR {gateway}/{prefix}" => "ok",
+            "RTM_NEWLINK {bridge} (bridge), RTM_NEWADDR {gateway}/{prefix}" => "ok",
             "the bridge is the containers' switch, and its address their gateway"
         );
-        crate::firewall::ensure(BRIDGE, &subnet).map_err(crate::refused)?;
         explain!(
             "nft -f - (table inet myruntime), net.ipv4.ip_forward=1" => "ok",
             "the containers' traffic out is masqueraded behind the host's address, and forwarded"
         );
-        let address = leases(&self.root)
-            .allocate(&subnet, self.id.as_str(), self.wanted)
+        let address = net
+            .leases(&self.root)
+            .allocate(&net.subnet, self.id.as_str(), self.wanted)
             .map_err(crate::refused)?;
         explain!(
             "lease {address}" => "ok",
-            "an address of the bridge's subnet, held by a file no other container can take"
+            "an address of the network's subnet, held by a file no other container can take"
         );
-        self.subnet = Some(subnet);
+        self.net = Some(net.clone());
         self.address = Some(address);
         // From here on the lease is held: cleanup (or recovery) releases
-        // the ports and rules too.
+        // the ports, rules and names too.
         let claims = published_ports(&self.root);
         for port in &self.ports {
             if !claims
@@ -188,23 +167,29 @@ impl Primitive for BridgeNetwork {
                 "a published port: what comes to the host's port goes to the container's"
             );
         }
+        self.join(&net, address);
         Ok(())
     }
 
     fn attach(&mut self, _ctx: &mut Context, child: Pid) -> Result<(), Error> {
+        let Some(net) = &self.net else {
+            return Ok(());
+        };
         let (host, peer) = veth_names(&self.id);
-        bridge::add_veth(&host, &peer, BRIDGE, child.as_raw() as u32).map_err(crate::refused)?;
+        let bridge = &net.bridge;
+        bridge::add_veth(&host, &peer, bridge, child.as_raw() as u32).map_err(crate::refused)?;
         explain!(
-            "RTM_NEWLINK {host}/{peer} (veth), {host} on {BRIDGE}, {peer} into pid {child}'s namespace" => "ok",
+            "RTM_NEWLINK {host}/{peer} (veth), {host} on {bridge}, {peer} into pid {child}'s namespace" => "ok",
             "a virtual cable: one end on the bridge, the other in the container"
         );
         Ok(())
     }
 
     fn setup(&mut self, ctx: &mut Context) -> Result<(), Error> {
-        let (Some(subnet), Some(address)) = (self.subnet, self.address) else {
+        let (Some(net), Some(address)) = (&self.net, self.address) else {
             return Ok(());
         };
+        let subnet = net.subnet;
         // Its loopback first, as on `--network none`.
         crate::loopback::Loopback.setup(ctx)?;
         let (_, peer) = veth_names(&self.id);
@@ -238,21 +223,65 @@ impl Primitive for BridgeNetwork {
 }
 // ANCHOR_END: bridge_network
 
-/// What a container held on the bridge network, given back: its lease, and
-/// the host's end of its veth pair if it is still there.
-///
-/// The veth goes before the lease: a container that holds no lease has no
-/// veth left either, and costs no netlink call (every `rm` and every
-/// foreground `run` comes here, on any network).
-pub fn reclaim(root: &Path, id: &ContainerId) {
-    let leases = leases(root);
-    if !leases
-        .held()
-        .iter()
-        .any(|(_, holder)| holder == id.as_str())
+impl BridgeNetwork {
+    /// Its name into the other members' `hosts`, theirs into its own. On
+    /// the default network only its own line: as on docker's default
+    /// bridge, containers there do not know each other by name.
+    fn join(&self, net: &Net, address: Ipv4Addr) {
+        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        let own = crate::dns::member_line(address, &names, &self.id);
+        let peers: Vec<(ContainerId, String)> = if net.name == crate::networks::DEFAULT {
+            Vec::new()
+        } else {
+            net.members(&self.root)
+                .into_iter()
+                .filter(|(id, _)| id != &self.id)
+                .map(|(id, address)| {
+                    let names = member_names(&self.root, &id);
+                    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                    let line = crate::dns::member_line(address, &names, &id);
+                    (id, line)
+                })
+                .collect()
+        };
+        crate::dns::join(&self.root, &self.id, &own, &peers);
+    }
+}
+
+/// A member's names: its hostname and its name, from its record and spec.
+fn member_names(root: &Path, id: &ContainerId) -> Vec<String> {
+    let store = stage08_lifecycle::state::Store::new(root);
+    let mut names = Vec::new();
+    if let Ok(spec) = store.spec(id)
+        && let Some(hostname) = spec.hostname()
     {
+        names.push(hostname.clone());
+    }
+    if let Ok(record) = store.record(id) {
+        names.push(record.name);
+    }
+    names
+}
+
+/// What a container held on its network, given back: its published ports
+/// and their rules, its name in the other members' `hosts`, the host's end
+/// of its veth pair if it is still there, and its lease.
+///
+/// The lease goes last: a container that holds no lease has nothing else
+/// left either, and costs no lock, nft or netlink call (every `rm` and
+/// every foreground `run` comes here, on any network).
+// ANCHOR: reclaim
+pub fn reclaim(root: &Path, id: &ContainerId) {
+    let holds = |net: &Net| net.members(root).iter().any(|(m, _)| m == id);
+    if !Net::all(root).iter().any(holds) {
         return;
     }
+    let Ok(_lock) = crate::networks::lock(root) else {
+        return;
+    };
+    let Some(net) = Net::all(root).into_iter().find(holds) else {
+        return;
+    };
     // Its rules are added only once its ports are claimed, and the claims
     // go after the rules: no claim, no rule, and no nft to run.
     let ports = published_ports(root);
@@ -260,13 +289,22 @@ pub fn reclaim(root: &Path, id: &ContainerId) {
         let _ = crate::firewall::unpublish(id.as_str());
         ports.release(id.as_str());
     }
+    let peers: Vec<ContainerId> = net
+        .members(root)
+        .into_iter()
+        .map(|(m, _)| m)
+        .filter(|m| m != id)
+        .collect();
+    crate::dns::leave(root, id, &peers);
     let (host, _) = veth_names(id);
     let _ = bridge::delete(&host);
-    leases.release(id.as_str());
+    net.leases(root).release(id.as_str());
 }
+// ANCHOR_END: reclaim
 
-/// `inspect`'s `NetworkSettings`, docker's shape: the network, and on the
-/// bridge the address the container holds, its gateway and its ports.
+/// `inspect`'s `NetworkSettings`, docker's shape: the network, and on a
+/// bridge network the address the container holds, its gateway and its
+/// ports.
 pub fn settings(root: &Path, id: &ContainerId, spec: &stage01_uts::Spec) -> serde_json::Value {
     let mode = crate::cli::Mode::of(spec);
     let mut ports = serde_json::Map::new();
@@ -280,27 +318,45 @@ pub fn settings(root: &Path, id: &ContainerId, spec: &stage01_uts::Spec) -> serd
         }
     }
     let mut networks = serde_json::Map::new();
-    if mode == crate::cli::Mode::Bridge {
-        let address = leases(root)
-            .held()
-            .into_iter()
-            .find(|(_, holder)| holder == id.as_str())
-            .map(|(address, _)| address.to_string())
-            .unwrap_or_default();
-        let subnet = std::fs::read_to_string(dir(root).join("subnet"))
-            .ok()
-            .and_then(|t| t.trim().parse::<Subnet>().ok());
-        networks.insert(
-            "bridge".into(),
-            serde_json::json!({
-                "IPAddress": address,
-                "IPPrefixLen": subnet.map(|s| s.prefix()),
-                "Gateway": subnet.map(|s| s.gateway().to_string()),
-                "Bridge": BRIDGE,
-            }),
-        );
-    } else {
-        networks.insert(mode.to_string(), serde_json::json!({}));
+    match &mode {
+        crate::cli::Mode::Network(name) => {
+            let net = Net::load(root, name);
+            let address = net
+                .as_ref()
+                .and_then(|net| net.members(root).into_iter().find(|(m, _)| m == id))
+                .map(|(_, address)| address.to_string())
+                .unwrap_or_default();
+            networks.insert(
+                name.clone(),
+                serde_json::json!({
+                    "IPAddress": address,
+                    "IPPrefixLen": net.as_ref().map(|n| n.subnet.prefix()),
+                    "Gateway": net.as_ref().map(|n| n.subnet.gateway().to_string()),
+                    "Bridge": net.as_ref().map(|n| n.bridge.clone()),
+                    "NetworkID": net.as_ref().map(|n| n.id.clone()),
+                }),
+            );
+        }
+        other => {
+            networks.insert(other.to_string(), serde_json::json!({}));
+        }
     }
-    serde_json::json!({ "Networks": networks, "Ports": ports })
+    let files: serde_json::Map<String, serde_json::Value> = if mode.has_namespace() {
+        let dir = crate::dns::container_dir(root, id);
+        [
+            ("ResolvConfPath", "resolv.conf"),
+            ("HostsPath", "hosts"),
+            ("HostnamePath", "hostname"),
+        ]
+        .into_iter()
+        .map(|(key, file)| (key.to_owned(), dir.join(file).display().to_string().into()))
+        .collect()
+    } else {
+        serde_json::Map::new()
+    };
+    let mut settings = serde_json::json!({ "Networks": networks, "Ports": ports });
+    if let Some(map) = settings.as_object_mut() {
+        map.extend(files);
+    }
+    settings
 }

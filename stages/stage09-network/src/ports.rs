@@ -184,3 +184,93 @@ mod tests {
         }
     }
 }
+
+/// `-P`: a host port for each port the image exposes (`80/tcp`) that `-p`
+/// did not publish already: a free one of the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`), as docker picks, neither claimed by a
+/// container nor bound by any process of the host now.
+// ANCHOR: publish_all
+pub fn publish_all(exposed: &[String], given: &[Port], claims: &crate::ipam::Claims) -> Vec<Port> {
+    let (low, high) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            let mut words = t.split_whitespace().map(|w| w.parse::<u16>().ok());
+            Some((words.next()??, words.next()??))
+        })
+        .filter(|(low, high)| low <= high)
+        .unwrap_or((32768, 60999));
+    let span = u32::from(high - low) + 1;
+    // Not always the lowest: two runtimes picking at once rarely collide
+    // (and the claim at start settles it if they do).
+    let start = std::process::id() % span;
+    let mut ports: Vec<Port> = Vec::new();
+    for entry in exposed {
+        let Some((port, proto)) = entry.split_once('/') else {
+            continue;
+        };
+        let (Ok(container), Some(proto)) = (
+            port.parse::<u16>(),
+            match proto {
+                "tcp" => Some(Proto::Tcp),
+                "udp" => Some(Proto::Udp),
+                _ => None,
+            },
+        ) else {
+            continue;
+        };
+        let published = |p: &Port| p.container == container && p.proto == proto;
+        if given.iter().any(published) || ports.iter().any(published) {
+            continue;
+        }
+        let free = (0..span)
+            .map(|i| low + ((start + i) % span) as u16)
+            .map(|host| Port {
+                proto,
+                host_ip: None,
+                host,
+                container,
+            })
+            .find(|p| {
+                let taken = |q: &Port| q.proto == p.proto && q.host == p.host;
+                !given.iter().any(taken)
+                    && !ports.iter().any(taken)
+                    && claims.holder(&p.claim_name()).is_none()
+                    && bindable(p)
+            });
+        ports.extend(free);
+    }
+    ports
+}
+// ANCHOR_END: publish_all
+
+/// Whether a process could listen on the host port now.
+fn bindable(port: &Port) -> bool {
+    let address = (Ipv4Addr::UNSPECIFIED, port.host);
+    match port.proto {
+        Proto::Tcp => std::net::TcpListener::bind(address).is_ok(),
+        Proto::Udp => std::net::UdpSocket::bind(address).is_ok(),
+    }
+}
+
+#[cfg(test)]
+mod publish_all_tests {
+    use super::*;
+
+    #[test]
+    fn every_exposed_port_gets_a_free_host_port_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let claims = crate::ipam::Claims::new(dir.path());
+        let given: Vec<Port> = "8080:80".parse::<Publish>().unwrap().0;
+        let exposed: Vec<String> = ["80/tcp", "443/tcp", "53/udp", "bad", "9/sctp"]
+            .map(str::to_owned)
+            .to_vec();
+        let ports = publish_all(&exposed, &given, &claims);
+        let shown: Vec<(u16, Proto)> = ports.iter().map(|p| (p.container, p.proto)).collect();
+        assert_eq!(
+            shown,
+            [(443, Proto::Tcp), (53, Proto::Udp)],
+            "80 was given with -p"
+        );
+        assert!(ports.iter().all(|p| p.host >= 1024 && p.host != 8080));
+    }
+}
