@@ -81,7 +81,7 @@ test-unit: build-debug ## unit tests and CLI snapshots (no root needed)
 lint: ## rustfmt, clippy, shellcheck
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	shellcheck -x scripts/*.sh scripts/check scripts/demo scripts/vm-test scripts/vm-guest scripts/bench scripts/bench-lifecycle .ci/run
+	shellcheck -x scripts/*.sh scripts/check scripts/demo scripts/vm-test scripts/vm-guest scripts/bench scripts/bench-lifecycle scripts/bench-network .ci/run
 
 .PHONY: test-integration
 test-integration: build-debug probe ## every stage's suite against its stage, later stages and myruntime (root)

@@ -188,29 +188,22 @@ fn iptables_forward(bridges: &[&str]) -> Result<(), FirewallError> {
         return Err(refused("cannot empty its chain MYRUNTIME-FORWARD"));
     }
     for bridge in bridges {
-        for rule in [
-            vec!["-i", bridge, "-j", "ACCEPT"],
-            vec![
+        // From the bridge; back to it, for connections made from it and
+        // for published ports.
+        let mut rules = vec![vec!["-i", bridge, "-j", "ACCEPT"]];
+        for state in ["RELATED,ESTABLISHED", "DNAT"] {
+            rules.push(vec![
                 "-o",
                 bridge,
                 "-m",
                 "conntrack",
                 "--ctstate",
-                "RELATED,ESTABLISHED",
+                state,
                 "-j",
                 "ACCEPT",
-            ],
-            vec![
-                "-o",
-                bridge,
-                "-m",
-                "conntrack",
-                "--ctstate",
-                "DNAT",
-                "-j",
-                "ACCEPT",
-            ],
-        ] {
+            ]);
+        }
+        for rule in rules {
             let mut args = vec!["-A", IPTABLES_CHAIN];
             args.extend(rule);
             if !ok(&args) {
