@@ -174,7 +174,8 @@ impl Mode {
     /// `MYRUNTIME_NETWORK` if set (as podman's `containers.conf` sets its
     /// `netns`), else the default bridge for root, as docker; pasta for an
     /// ordinary user, who may not make links on the host, as rootless
-    /// podman; `none`, said in one line, when pasta is not installed.
+    /// podman; `none`, said in one line, when pasta is not installed or
+    /// the host has no route out for it.
     // ANCHOR: default
     pub fn default_for_caller() -> Result<Mode, Error> {
         if let Ok(text) = std::env::var(NETWORK_ENV)
@@ -185,12 +186,17 @@ impl Mode {
         if nix::unistd::geteuid().is_root() {
             return Ok(Mode::Network(crate::networks::DEFAULT.to_owned()));
         }
-        if crate::pasta::available() {
+        if !crate::pasta::available() {
+            eprintln!(
+                "myruntime: pasta is not installed (apt-get install passt): the container gets --network none"
+            );
+        } else if !crate::pasta::has_default_route() {
+            eprintln!(
+                "myruntime: this host has no default route for pasta to carry traffic through: the container gets --network none"
+            );
+        } else {
             return Ok(Mode::Pasta);
         }
-        eprintln!(
-            "myruntime: pasta is not installed (apt-get install passt): the container gets --network none"
-        );
         Ok(Mode::None)
     }
     // ANCHOR_END: default

@@ -40,6 +40,24 @@ pub fn available() -> bool {
     })
 }
 
+/// Whether the host has a default route (IPv4 or IPv6): pasta copies the
+/// interface it goes through into the container, and refuses to start
+/// without one ("External interface not usable"), as on a machine with no
+/// network at all.
+pub fn has_default_route() -> bool {
+    let v4 = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    let v6 = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
+    v4.lines()
+        .skip(1)
+        .any(|l| l.split_whitespace().nth(1) == Some("00000000"))
+        || v6.lines().any(|l| {
+            let mut f = l.split_whitespace();
+            f.next() == Some("00000000000000000000000000000000")
+                && f.next() == Some("00")
+                && l.split_whitespace().nth(9) != Some("lo")
+        })
+}
+
 /// pasta's arguments for a container whose first process is `child`,
 /// publishing `ports`.
 // ANCHOR: args
