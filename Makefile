@@ -95,6 +95,14 @@ test-integration: build-debug probe ## every stage's suite against its stage, la
 		done; \
 		i=$$((i+1)); \
 	done
+	@echo "=== suite final against myruntime"
+	RUNTIME_BIN=$(CURDIR)/$(DEBUG_DIR)/myruntime RUNTIME_NEEDS_ROOTFS=1 \
+		$(CARGO) test -q -p myruntime-suites --test final
+
+.PHONY: test-final
+test-final: build-debug probe ## the final suite (capabilities, no_new_privs, escapes) against myruntime or BIN (root)
+	RUNTIME_BIN=$(or $(BIN),$(CURDIR)/$(DEBUG_DIR)/myruntime) RUNTIME_NEEDS_ROOTFS=1 \
+		$(CARGO) test -q -p myruntime-suites --test final
 
 .PHONY: test-vm
 test-vm: build-debug probe ## the stage 05 suite and a myruntime smoke on a pure cgroup v2 kernel (qemu)

@@ -1,10 +1,9 @@
 //! `myruntime`: the full runtime, composed from the workbook's stages.
 //!
-//! Each stage's crate owns one primitive; `myruntime` composes them and adds
-//! nothing of its own to the start sequence. Today it is stage 08's command
-//! line: a container's life (`run`, `create`, `start`, `exec`, `ps`, `logs`,
-//! `stop`, `rm` …) and stage 07's images (`pull`, `images`, `rmi`), with
-//! stage 09's `--network`.
+//! Stage 08's command line: a container's life (`run`, `create`, `start`,
+//! `exec`, `ps`, `logs`, `stop`, `rm` …), stage 07's images (`pull`,
+//! `images`, `rmi`), stage 09's networks, and the final hardening
+//! (capabilities, `no_new_privs`).
 
 use std::process::ExitCode;
 
@@ -12,7 +11,7 @@ use stage01_uts::cli::Binary;
 
 // ANCHOR: main
 fn main() -> ExitCode {
-    stage08_lifecycle::cli::main_with::<stage09_network::cli::NetworkFlags>(
+    stage08_lifecycle::cli::main_with::<myruntime::security::FinalFlags>(
         Binary {
             name: "myruntime",
             version: env!("CARGO_PKG_VERSION"),
@@ -20,7 +19,7 @@ fn main() -> ExitCode {
             run_about: "",
             required: &[],
         },
-        Some(&stage09_network::NETWORK),
+        Some(&myruntime::FINAL),
     )
 }
 // ANCHOR_END: main

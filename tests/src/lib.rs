@@ -46,6 +46,20 @@ pub fn not_checkable_here(why: &str) {
     println!("{NOT_CHECKABLE_HERE} {why}");
 }
 
+/// What every run of a runtime gets in its environment: the defaults the
+/// stages had before the network and the hardening existed. The host's
+/// network: a runtime whose default is a bridge (stage 09, as root) must
+/// not make links and firewall rules in the host's namespace for every
+/// test, nor need pasta for every rootless one. Every capability: before
+/// the final stage a container's root was the host's, and the stages'
+/// suites rely on it (a `sethostname` inside). The network and final
+/// suites clear them to test the real defaults. A runtime that has neither
+/// knob ignores them.
+pub const STAGE_DEFAULTS: [(&str, &str); 2] = [
+    ("MYRUNTIME_NETWORK", "host"),
+    ("MYRUNTIME_DEFAULT_CAPABILITIES", "ALL"),
+];
+
 /// Fail at once, with a clear message, unless running as root.
 pub fn require_root() {
     // SAFETY: geteuid cannot fail.

@@ -41,14 +41,15 @@ impl Run {
             stdin: Vec::new(),
             probe: crate::probe().to_path_buf(),
             // Tests always use a data directory of their own, and the
-            // host's network unless they ask for another: a runtime whose
-            // default is a bridge (stage 09, as root) must not make links
-            // and firewall rules in the host's namespace for every test.
-            // Stage 09's tests, in namespaces of their own, clear it.
-            envs: vec![
-                ("MYRUNTIME_ROOT".into(), crate::store_root().into()),
-                ("MYRUNTIME_NETWORK".into(), "host".into()),
-            ],
+            // stages' defaults (crate::STAGE_DEFAULTS).
+            envs: [(
+                "MYRUNTIME_ROOT",
+                crate::store_root().to_str().unwrap_or_default(),
+            )]
+            .into_iter()
+            .chain(crate::STAGE_DEFAULTS)
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect(),
             user: None,
             open_fds: Vec::new(),
         }
@@ -95,8 +96,9 @@ impl Run {
                 "MYRUNTIME_ROOT".into(),
                 crate::store_root_for(user.uid).into(),
             ),
-            ("MYRUNTIME_NETWORK".into(), "host".into()),
         ];
+        self.envs
+            .extend(crate::STAGE_DEFAULTS.map(|(k, v)| (k.into(), v.into())));
         self
     }
 

@@ -348,12 +348,17 @@ mod m6_rootless {
         let procs = delegated.launch_procs().display().to_string();
         // From stage 06 the runtime keeps data: in a directory the user owns.
         let store = harness::store_root_for(user.uid);
+        let defaults: Vec<String> = harness::STAGE_DEFAULTS
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         let script = format!(
             "echo $$ > {procs} && exec setpriv --reuid={} --regid={} --clear-groups \
-             env -i PATH=/usr/bin:/bin MYRUNTIME_ROOT={} \"$@\"",
+             env -i PATH=/usr/bin:/bin MYRUNTIME_ROOT={} {} \"$@\"",
             user.uid,
             user.gid,
-            store.display()
+            store.display(),
+            defaults.join(" ")
         );
         let mut running = rt
             .run()

@@ -216,11 +216,17 @@ pub fn container(
     id: &ContainerId,
     target: Process,
     stdio: crate::stdio::Stdio,
-) -> Container {
-    Container::new(id.clone(), stage01_uts::Process::from_spec(spec))
+) -> Result<Container, Error> {
+    let container = Container::new(id.clone(), stage01_uts::Process::from_spec(spec))
         .with(Join::new(target, spec, id))
         // Signals for COMMAND, and waiting for it; no namespace of its own.
         .with(stage02_pid::pid::PidNamespace::new(false, false))
         .with(stage04_user::user::User::from_spec(spec))
-        .with(stdio)
+        .with(stdio);
+    // What contains every process of the container (a later stage's).
+    let more = match crate::extension() {
+        Some(extension) => extension.process_primitives(spec)?,
+        None => Vec::new(),
+    };
+    Ok(more.into_iter().fold(container, Container::with_boxed))
 }

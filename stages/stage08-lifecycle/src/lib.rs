@@ -69,6 +69,13 @@ pub trait Extension: Sync {
     fn ports(&self, _spec: &Spec) -> String {
         String::new()
     }
+
+    /// The primitives every process of the container gets, the ones `exec`
+    /// starts too (the final stage's capabilities): a process joining the
+    /// container must be no less contained than its first.
+    fn process_primitives(&self, _spec: &Spec) -> Result<Vec<Box<dyn Primitive>>, Error> {
+        Ok(Vec::new())
+    }
 }
 
 /// This binary's extension, if it has one.

@@ -533,7 +533,7 @@ pub fn exec(args: &ExecArgs, store: &StoreArgs) -> Result<ExitStatus, Error> {
         )?;
     }
     if args.detach {
-        let container = crate::exec::container(&spec, &id, state.pid, Stdio::Inherit);
+        let container = crate::exec::container(&spec, &id, state.pid, Stdio::Inherit)?;
         crate::detach::detach("exec", move |reporter| {
             let mut created = match container.create() {
                 Ok(created) => created,
@@ -559,7 +559,7 @@ pub fn exec(args: &ExecArgs, store: &StoreArgs) -> Result<ExitStatus, Error> {
     } else {
         Stdio::Inherit
     };
-    let container = crate::exec::container(&spec, &id, state.pid, stdio);
+    let container = crate::exec::container(&spec, &id, state.pid, stdio)?;
     let mut created = container.create()?;
     let master = created.take_received().pop();
     if let Err(err) = created.start() {

@@ -122,6 +122,7 @@ fn main() -> ExitCode {
         ["http", address, path] => print_json(&http_get(address, path)),
         ["serve", port, text] => return serve(port, text),
         ["mknod", path, major, minor] => print_json(&mknod(path, major, minor)),
+        ["privileged"] => print_json(&privileged()),
         ["alloc", mb] => print_json(&alloc(mb.parse().unwrap_or(0))),
         ["burn", secs] => print_json(&burn(secs.parse().unwrap_or(1.0))),
         ["forkbomb", secs] => print_json(&forkbomb(secs.parse().unwrap_or(1.0))),
@@ -449,6 +450,88 @@ fn escape(marker: &str) -> serde_json::Value {
         std::path::Path::new(marker).exists()
     };
     serde_json::json!({ "escaped": escaped })
+}
+
+/// What root inside may do that a contained root may not, each tried so
+/// that it changes nothing even when allowed: a tmpfs mounted on a
+/// directory of its own (and unmounted), `finit_module` of no file (EBADF
+/// once past the capability check), `clock_adjtime` with a tick the kernel
+/// rejects (EINVAL once past it), `/proc/sysrq-trigger` and
+/// `/proc/sys/vm/drop_caches` opened for writing and closed unwritten, and
+/// `open_by_handle_at` with a handle that names nothing ("shocker").
+/// Each: "ok", or the errno's name.
+fn privileged() -> serde_json::Value {
+    let outcome = |rc: libc::c_long| {
+        if rc >= 0 {
+            "ok".to_owned()
+        } else {
+            errno_name(&std::io::Error::last_os_error())
+        }
+    };
+    let dir = "/tmp/.probe-mount";
+    let _ = std::fs::create_dir_all(dir);
+    // SAFETY: valid C strings; a tmpfs on a directory of the probe's own.
+    let mount = unsafe {
+        libc::mount(
+            c"probe".as_ptr(),
+            c"/tmp/.probe-mount".as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    let mount = outcome(mount as libc::c_long);
+    if mount == "ok" {
+        // SAFETY: as above.
+        unsafe { libc::umount(c"/tmp/.probe-mount".as_ptr()) };
+    }
+    let _ = std::fs::remove_dir(dir);
+    // SAFETY: fd -1 is no file: nothing is loaded.
+    let module = outcome(unsafe { libc::syscall(libc::SYS_finit_module, -1, c"".as_ptr(), 0) });
+    // SAFETY: a zeroed timex with only ADJ_TICK and an impossible tick.
+    let clock = outcome(unsafe {
+        let mut tx: libc::timex = std::mem::zeroed();
+        tx.modes = libc::ADJ_TICK;
+        tx.tick = 1;
+        libc::clock_adjtime(libc::CLOCK_REALTIME, &mut tx) as libc::c_long
+    });
+    let open_write = |path: &std::ffi::CStr| {
+        // SAFETY: a valid C string; closed at once, never written.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        let result = outcome(fd as libc::c_long);
+        if fd >= 0 {
+            // SAFETY: the descriptor just opened.
+            unsafe { libc::close(fd) };
+        }
+        result
+    };
+    let sysrq = open_write(c"/proc/sysrq-trigger");
+    let proc_sys = open_write(c"/proc/sys/vm/drop_caches");
+    // SAFETY: a handle of 8 zero bytes in a buffer large enough; the
+    // mount descriptor is the root's, closed after.
+    let handle = unsafe {
+        let root = libc::open(c"/".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        let mut buf = [0u64; 4];
+        let h = buf.as_mut_ptr().cast::<libc::c_uint>();
+        *h = 8; // handle_bytes
+        *h.add(1) = 1; // handle_type
+        let rc = libc::syscall(
+            libc::SYS_open_by_handle_at,
+            root,
+            buf.as_mut_ptr(),
+            libc::O_RDONLY,
+        );
+        let result = outcome(rc);
+        if rc >= 0 {
+            libc::close(rc as i32);
+        }
+        libc::close(root);
+        result
+    };
+    serde_json::json!({
+        "mount": mount, "module": module, "clock": clock,
+        "sysrq": sysrq, "proc_sys": proc_sys, "handle": handle,
+    })
 }
 
 fn mknod(path: &str, major: &str, minor: &str) -> serde_json::Value {

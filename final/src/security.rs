@@ -1,0 +1,116 @@
+//! The docker-style hardening flags, written into the spec: capabilities
+//! (`--cap-add`, `--cap-drop`, `--privileged`) and `no_new_privs`
+//! (`--security-opt no-new-privileges`).
+
+use std::path::Path;
+
+use stage01_uts::spec::{self, Spec};
+use stage01_uts::{ContainerId, Error};
+use stage06_overlay::cli::StoreArgs;
+use stage08_lifecycle::cli::Flags;
+
+/// What gives the default capability set when the flags do not:
+/// `MYRUNTIME_DEFAULT_CAPABILITIES` (names, comma-separated, or `ALL`),
+/// as `default_capabilities` in podman's containers.conf.
+pub const CAPS_ENV: &str = "MYRUNTIME_DEFAULT_CAPABILITIES";
+
+/// The flags the final runtime adds to stage 09's.
+// ANCHOR: flags
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(skip)]
+pub struct SecurityFlags {
+    /// Give the container's root a capability beyond docker's default set
+    /// (repeatable; ALL for every one), such as NET_ADMIN
+    #[arg(long = "cap-add", value_name = "CAPABILITY")]
+    pub cap_add: Vec<String>,
+
+    /// Take a capability of docker's default set away (repeatable; ALL)
+    #[arg(long = "cap-drop", value_name = "CAPABILITY")]
+    pub cap_drop: Vec<String>,
+
+    /// Every capability, and no masked or read-only paths: the container's
+    /// root is the host's root (for what must manage the host)
+    #[arg(long)]
+    pub privileged: bool,
+
+    /// no-new-privileges: execve never grants a privilege (a setuid bit,
+    /// a file capability) (repeatable)
+    #[arg(long = "security-opt", value_name = "OPTION")]
+    pub security_opt: Vec<SecurityOpt>,
+}
+// ANCHOR_END: flags
+
+/// A `--security-opt` the runtime knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityOpt {
+    NoNewPrivileges,
+}
+
+impl std::str::FromStr for SecurityOpt {
+    type Err = stage01_uts::cli::InvalidValue;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
+                Ok(SecurityOpt::NoNewPrivileges)
+            }
+            _ => stage01_uts::cli::InvalidValue::refuse(
+                "security-opt",
+                text,
+                "give no-new-privileges (seccomp= and apparmor= are not supported yet)",
+            ),
+        }
+    }
+}
+
+/// The final runtime's flags: stage 09's and its own.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(skip)]
+pub struct FinalFlags {
+    #[command(flatten)]
+    pub network: stage09_network::cli::NetworkFlags,
+    #[command(flatten)]
+    pub security: SecurityFlags,
+}
+
+// ANCHOR: write
+impl Flags for FinalFlags {
+    type Verbs = stage09_network::verbs::NetworkVerb;
+
+    fn write(&self, spec: &mut Spec, root: &Path, id: &ContainerId) -> Result<(), Error> {
+        self.network.write(spec, root, id)?;
+        let s = &self.security;
+        let default: Vec<caps::Capability> = match std::env::var(CAPS_ENV) {
+            Ok(text) if text.eq_ignore_ascii_case("ALL") => {
+                crate::caps::supported().into_iter().collect()
+            }
+            Ok(text) if !text.is_empty() => text
+                .split(',')
+                .map(crate::caps::parse)
+                .collect::<Result<_, _>>()
+                .map_err(crate::refused)?,
+            _ => crate::caps::DOCKER_DEFAULT
+                .iter()
+                .map(|n| crate::caps::parse(n).expect("docker's names are known"))
+                .collect(),
+        };
+        let set = crate::caps::compute(&default, &s.cap_add, &s.cap_drop, s.privileged)
+            .map_err(crate::refused)?;
+        crate::caps::write(spec, &set);
+        if s.privileged {
+            // docker's --privileged: nothing masked, nothing read-only.
+            let linux = spec::linux_mut(spec);
+            linux.set_masked_paths(Some(Vec::new()));
+            linux.set_readonly_paths(Some(Vec::new()));
+        }
+        if s.security_opt.contains(&SecurityOpt::NoNewPrivileges) {
+            spec::process_mut(spec).set_no_new_privileges(Some(true));
+        }
+        Ok(())
+    }
+
+    fn run(verb: &Self::Verbs, store: &StoreArgs) -> Result<(), Error> {
+        verb.run(store)
+    }
+}
+// ANCHOR_END: write
