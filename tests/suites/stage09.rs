@@ -1455,6 +1455,43 @@ mod m8_rootless {
             ["lo", "up0"],
             "no link of the runtime's is left"
         );
+        // pasta holds the container's namespace itself: the runtime must
+        // stop it. None of this user's is left.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let left = loop {
+            let left = pastas_of(user.uid);
+            if left.is_empty() || std::time::Instant::now() > deadline {
+                break left;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        harness::expect_eq!(
+            left,
+            Vec::<i32>::new(),
+            "no pasta is left after the containers"
+        );
+    }
+
+    /// The live pasta processes of user `uid` (a zombie, killed and not
+    /// yet reaped, has no command line: it is gone already).
+    fn pastas_of(uid: u32) -> Vec<i32> {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let status =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let owner = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .and_then(|l| l.split_whitespace().next()?.parse::<u32>().ok());
+                cmdline.starts_with(b"pasta\0") && owner == Some(uid)
+            })
+            .collect()
     }
 
     #[rstest]

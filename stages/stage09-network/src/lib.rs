@@ -93,7 +93,7 @@ impl stage08_lifecycle::Extension for Network {
                     cli::published(spec),
                 ))
             }
-            cli::Mode::Pasta => Box::new(pasta::Pasta::new(cli::published(spec))),
+            cli::Mode::Pasta => Box::new(pasta::Pasta::new(root, id, cli::published(spec))),
             _ => Box::new(loopback::Loopback),
         };
         Ok(vec![files, network])
@@ -101,6 +101,7 @@ impl stage08_lifecycle::Extension for Network {
 
     fn reclaim(&self, root: &Path, id: &ContainerId) {
         network::reclaim(root, id);
+        pasta::stop(root, id);
     }
 
     fn settings(&self, root: &Path, id: &ContainerId, spec: &Spec) -> serde_json::Value {

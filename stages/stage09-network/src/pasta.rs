@@ -7,15 +7,19 @@
 //! carries what the container sends through ordinary sockets of the host's
 //! namespace (so the outside sees the host, as with NAT). `-p` ports are
 //! sockets pasta listens on in the host's namespace. It is started while
-//! the child waits (`attach`), forks into the background once the
-//! namespace is configured, and exits by itself when the namespace dies:
-//! nothing to reclaim.
+//! the child waits (`attach`) and forks into the background once the
+//! namespace is configured. It does not exit when the container does: it
+//! is in the container's network namespace itself, which it keeps alive
+//! (it only watches a namespace named by a path). So it writes its pid to
+//! the container's directory, and the container's cleanup, or the next
+//! command's recovery, stops it.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
-use stage01_uts::{Context, Error, Phase, Primitive, explain};
+use stage01_uts::{ContainerId, Context, Error, Phase, Primitive, explain};
 
 use crate::ports::{Port, Proto};
 
@@ -61,7 +65,7 @@ pub fn has_default_route() -> bool {
 /// pasta's arguments for a container whose first process is `child`,
 /// publishing `ports`.
 // ANCHOR: args
-pub fn args(ports: &[Port], child: Pid) -> Vec<String> {
+pub fn args(ports: &[Port], child: Pid, pid_file: &Path) -> Vec<String> {
     let mut args: Vec<String> = [
         "--config-net",
         "--quiet",
@@ -90,19 +94,60 @@ pub fn args(ports: &[Port], child: Pid) -> Vec<String> {
             args.extend([flag.to_owned(), spec]);
         }
     }
+    args.push("--pid".to_owned());
+    args.push(pid_file.display().to_string());
     args.push(child.to_string());
     args
 }
 // ANCHOR_END: args
 
+/// The file pasta writes its pid to: in the container's directory.
+pub fn pid_file(root: &Path, id: &ContainerId) -> PathBuf {
+    crate::dns::container_dir(root, id).join("pasta.pid")
+}
+
+/// Stop the pasta of container `id`, if one runs: the pid from its file,
+/// and only if that process is a pasta started with this very file (a pid
+/// reused since is left alone).
+// ANCHOR: stop
+pub fn stop(root: &Path, id: &ContainerId) {
+    let file = pid_file(root, id);
+    let Some(pid) = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+        .filter(|p| *p > 1)
+    else {
+        return;
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let words: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let ours = words.first().is_some_and(|w| w.ends_with(b"pasta"))
+        && words
+            .iter()
+            .any(|w| *w == file.as_os_str().as_encoded_bytes());
+    if ours {
+        // SIGKILL: it runs as PID 1 of a PID namespace of its own and blocks
+        // SIGTERM; it keeps no state worth a clean exit.
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    let _ = std::fs::remove_file(&file);
+}
+// ANCHOR_END: stop
+
 /// The stage 09 primitive for `--network pasta`.
 pub struct Pasta {
+    root: PathBuf,
+    id: ContainerId,
     ports: Vec<Port>,
 }
 
 impl Pasta {
-    pub fn new(ports: Vec<Port>) -> Self {
-        Pasta { ports }
+    pub fn new(root: &Path, id: &ContainerId, ports: Vec<Port>) -> Self {
+        Pasta {
+            root: root.to_path_buf(),
+            id: id.clone(),
+            ports,
+        }
     }
 }
 
@@ -129,7 +174,9 @@ impl Primitive for Pasta {
     }
 
     fn attach(&mut self, _ctx: &mut Context, child: Pid) -> Result<(), Error> {
-        let args = args(&self.ports, child);
+        // One that a killed runtime left for this container goes first.
+        stop(&self.root, &self.id);
+        let args = args(&self.ports, child, &pid_file(&self.root, &self.id));
         // It forks into the background once the namespace is ready, and
         // the background copy closes its standard streams: this returns
         // then, with what the first copy said.
@@ -158,6 +205,11 @@ impl Primitive for Pasta {
         );
         Ok(())
     }
+
+    fn cleanup(&mut self, _ctx: &mut Context) -> Result<(), Error> {
+        stop(&self.root, &self.id);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -171,12 +223,12 @@ mod tests {
             .flat_map(|p| p.parse::<crate::ports::Publish>().unwrap().0)
             .collect();
         assert_eq!(
-            args(&ports, Pid::from_raw(42)).join(" "),
-            "--config-net --quiet --no-map-gw -T none -U none -t 8080:80 -u 127.0.0.1/53:53 42"
+            args(&ports, Pid::from_raw(42), Path::new("/c/pasta.pid")).join(" "),
+            "--config-net --quiet --no-map-gw -T none -U none -t 8080:80 -u 127.0.0.1/53:53 --pid /c/pasta.pid 42"
         );
         assert_eq!(
-            args(&[], Pid::from_raw(7)).join(" "),
-            "--config-net --quiet --no-map-gw -T none -U none -t none -u none 7"
+            args(&[], Pid::from_raw(7), Path::new("/c/pasta.pid")).join(" "),
+            "--config-net --quiet --no-map-gw -T none -U none -t none -u none --pid /c/pasta.pid 7"
         );
     }
 }
