@@ -4,9 +4,11 @@
 //! Each stage's crate owns one primitive; `myruntime` composes them and
 //! adds what makes a container contained: [`caps`] (the five capability
 //! sets, docker's default on the docker-style command line) and
-//! `no_new_privs`, written into the spec by [`security`]'s flags.
+//! `no_new_privs`; and [`limits`]: rlimits, the OOM score, a read-only
+//! root, tmpfs mounts; all written into the spec by [`security`]'s flags.
 
 pub mod caps;
+pub mod limits;
 pub mod security;
 
 use std::path::Path;
@@ -38,13 +40,22 @@ impl stage08_lifecycle::Extension for Final {
     ) -> Result<Vec<Box<dyn Primitive>>, Error> {
         let mut all = stage09_network::NETWORK.primitives(spec, id, root)?;
         all.extend(self.process_primitives(spec)?);
+        if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+            all.push(Box::new(limits::OomScoreAdj(adj)));
+        }
+        if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+            all.push(Box::new(limits::ReadOnlyRoot));
+        }
         Ok(all)
     }
 
-    /// The capabilities and `no_new_privs`, for the first process and for
-    /// every one `exec` starts.
+    /// The rlimits, the capabilities and `no_new_privs`, for the first
+    /// process and for every one `exec` starts.
     fn process_primitives(&self, spec: &Spec) -> Result<Vec<Box<dyn Primitive>>, Error> {
         let mut all: Vec<Box<dyn Primitive>> = Vec::new();
+        if let Some(rlimits) = limits::Rlimits::of(spec).map_err(refused)? {
+            all.push(Box::new(rlimits));
+        }
         if let Some(sets) = caps::Sets::of(spec).map_err(refused)? {
             all.push(Box::new(caps::Bounding(sets.clone())));
             all.push(Box::new(caps::Capabilities(sets)));

@@ -37,6 +37,24 @@ pub struct SecurityFlags {
     /// a file capability) (repeatable)
     #[arg(long = "security-opt", value_name = "OPTION")]
     pub security_opt: Vec<SecurityOpt>,
+    /// A limit for the container's processes, NAME=SOFT[:HARD] (repeatable),
+    /// such as nofile=1024:2048
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<crate::limits::Ulimit>,
+
+    /// How readily the OOM killer picks the container, -1000 to 1000
+    #[arg(long = "oom-score-adj", value_name = "N", allow_hyphen_values = true,
+          value_parser = clap::value_parser!(i32).range(-1000..=1000))]
+    pub oom_score_adj: Option<i32>,
+
+    /// Mount the container's root read-only
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+
+    /// A tmpfs at PATH inside, PATH[:OPTIONS] (repeatable), such as
+    /// /run:size=64m
+    #[arg(long = "tmpfs", value_name = "PATH[:OPTIONS]")]
+    pub tmpfs: Vec<crate::limits::Tmpfs>,
 }
 // ANCHOR_END: flags
 
@@ -106,6 +124,7 @@ impl Flags for FinalFlags {
         if s.security_opt.contains(&SecurityOpt::NoNewPrivileges) {
             spec::process_mut(spec).set_no_new_privileges(Some(true));
         }
+        crate::limits::write(spec, &s.ulimit, s.oom_score_adj, s.read_only, &s.tmpfs);
         Ok(())
     }
 

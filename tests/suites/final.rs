@@ -2,7 +2,8 @@
 //!
 //! Runs `$RUNTIME_BIN` (default: myruntime) as `BIN run --rootfs DIR
 //! [--cap-add C] [--cap-drop C] [--privileged] [--security-opt
-//! no-new-privileges] -- COMMAND`, with the runtime's own defaults (every
+//! no-new-privileges] [--ulimit L] [--oom-score-adj N] [--read-only]
+//! [--tmpfs P] -- COMMAND`, with the runtime's own defaults (every
 //! other suite asks for every capability, as the stages before this one
 //! gave).
 //!
@@ -211,6 +212,113 @@ mod m1_capabilities {
         #[case] named: &[&str],
     ) {
         // A data directory of its own: the other tests run beside it.
+        let store = tempfile::tempdir().unwrap();
+        let root = store.path().to_str().unwrap();
+        run(&rt)
+            .env("MYRUNTIME_ROOT", root)
+            .args(flags)
+            .command(["true"])
+            .output()
+            .expect_refused(named);
+        let ps = rt
+            .verb("ps")
+            .env("MYRUNTIME_ROOT", root)
+            .args(["-a", "-q"])
+            .output();
+        harness::expect_eq!(ps.stdout(), "", "no container is left");
+    }
+}
+
+/// Milestone F.2: `--ulimit`, `--oom-score-adj`, `--read-only`, `--tmpfs`.
+mod m2_limits {
+    use super::*;
+
+    fn inside(rt: &Runtime, flags: &[&str], script: &str) -> harness::Outcome {
+        let out = run(rt).args(flags).command(["sh", "-c", script]).output();
+        out.expect_code(0, "the container runs its script");
+        out
+    }
+
+    #[rstest]
+    fn ulimit_and_oom_score_adj_reach_the_process(rt: Runtime) {
+        let out = inside(
+            &rt,
+            &[
+                "--ulimit",
+                "nofile=100:200",
+                "--ulimit",
+                "core=0",
+                "--oom-score-adj",
+                "500",
+            ],
+            "grep -E 'open files|core file' /proc/self/limits; cat /proc/self/oom_score_adj",
+        );
+        let text = out.stdout();
+        let lines: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        harness::expect_eq!(
+            lines,
+            [
+                vec!["Max", "core", "file", "size", "0", "0", "bytes"],
+                vec!["Max", "open", "files", "100", "200", "files"],
+                vec!["500"]
+            ],
+            "the limits and the OOM score the flags ask for"
+        );
+    }
+
+    #[rstest]
+    fn read_only_root_with_a_writable_tmpfs(rt: Runtime) {
+        let out = inside(
+            &rt,
+            &["--read-only", "--tmpfs", "/run:size=1m,mode=755"],
+            "touch /x 2>/dev/null && echo root-writable; touch /run/y && echo run-writable; \
+             grep ' /run ' /proc/mounts",
+        );
+        let text = out.stdout();
+        assert!(
+            !text.contains("root-writable"),
+            "--read-only: the root is read-only\n{}",
+            out.describe()
+        );
+        assert!(
+            text.contains("run-writable"),
+            "the tmpfs is writable\n{}",
+            out.describe()
+        );
+        let options = text
+            .lines()
+            .find(|l| l.starts_with("tmpfs /run tmpfs"))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .unwrap_or_default()
+            .to_owned();
+        for wanted in ["nosuid", "nodev", "noexec", "size=1024k", "mode=755"] {
+            assert!(
+                options.split(',').any(|o| o == wanted),
+                "the tmpfs at /run has {wanted} (docker's defaults and the options given): {options}"
+            );
+        }
+        let writable = inside(&rt, &[], "touch /x && echo root-writable");
+        assert!(
+            writable.stdout().contains("root-writable"),
+            "without --read-only it is writable"
+        );
+    }
+
+    #[rstest]
+    #[case::soft_above_hard(&["--ulimit", "nofile=200:100"], &["ulimit", "soft"])]
+    #[case::unknown_ulimit(&["--ulimit", "bogus=1"], &["ulimit", "bogus"])]
+    #[case::oom_out_of_range(&["--oom-score-adj", "2000"], &["oom-score-adj", "2000"])]
+    #[case::tmpfs_relative(&["--tmpfs", "run"], &["tmpfs", "run"])]
+    #[case::tmpfs_on_proc(&["--tmpfs", "/proc/x"], &["tmpfs", "/proc/x"])]
+    #[case::tmpfs_bad_option(&["--tmpfs", "/run:bogus"], &["tmpfs", "/run:bogus"])]
+    fn bad_limits_are_refused_in_one_line_leaving_nothing(
+        rt: Runtime,
+        #[case] flags: &[&str],
+        #[case] named: &[&str],
+    ) {
         let store = tempfile::tempdir().unwrap();
         let root = store.path().to_str().unwrap();
         run(&rt)
