@@ -4,12 +4,14 @@
 //! Each stage's crate owns one primitive; `myruntime` composes them and
 //! adds what makes a container contained: [`caps`] (the five capability
 //! sets, docker's default on the docker-style command line) and
-//! `no_new_privs`; and [`limits`]: rlimits, the OOM score, a read-only
-//! root, tmpfs mounts; all written into the spec by [`security`]'s flags.
+//! `no_new_privs`; [`limits`]: rlimits, the OOM score, a read-only root,
+//! tmpfs mounts; [`sysctl`]: settings of its own namespaces; all written
+//! into the spec by [`security`]'s flags.
 
 pub mod caps;
 pub mod limits;
 pub mod security;
+pub mod sysctl;
 
 use std::path::Path;
 
@@ -45,6 +47,9 @@ impl stage08_lifecycle::Extension for Final {
         }
         if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
             all.push(Box::new(limits::ReadOnlyRoot));
+        }
+        if let Some(sysctls) = sysctl::Sysctls::of(spec).map_err(refused)? {
+            all.push(Box::new(sysctls));
         }
         Ok(all)
     }

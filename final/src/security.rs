@@ -55,6 +55,11 @@ pub struct SecurityFlags {
     /// /run:size=64m
     #[arg(long = "tmpfs", value_name = "PATH[:OPTIONS]")]
     pub tmpfs: Vec<crate::limits::Tmpfs>,
+    /// A kernel setting of the container's own namespaces, KEY=VALUE
+    /// (repeatable): net.* (not with --network host), kernel.msg*,
+    /// kernel.sem, kernel.shm*, fs.mqueue.*
+    #[arg(long = "sysctl", value_name = "KEY=VALUE")]
+    pub sysctl: Vec<crate::sysctl::Sysctl>,
 }
 // ANCHOR_END: flags
 
@@ -125,7 +130,7 @@ impl Flags for FinalFlags {
             spec::process_mut(spec).set_no_new_privileges(Some(true));
         }
         crate::limits::write(spec, &s.ulimit, s.oom_score_adj, s.read_only, &s.tmpfs);
-        Ok(())
+        crate::sysctl::write(spec, &s.sysctl)
     }
 
     fn run(verb: &Self::Verbs, store: &StoreArgs) -> Result<(), Error> {

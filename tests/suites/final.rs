@@ -229,7 +229,8 @@ mod m1_capabilities {
     }
 }
 
-/// Milestone F.2: `--ulimit`, `--oom-score-adj`, `--read-only`, `--tmpfs`.
+/// Milestone F.2: `--ulimit`, `--oom-score-adj`, `--read-only`, `--tmpfs`,
+/// `--sysctl`.
 mod m2_limits {
     use super::*;
 
@@ -307,6 +308,37 @@ mod m2_limits {
         );
     }
 
+    /// `--sysctl`: the container's own settings; the host's stay.
+    #[rstest]
+    fn sysctl_sets_the_containers_own_namespaces_only(rt: Runtime) {
+        let host = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let before = (
+            host("/proc/sys/net/core/somaxconn"),
+            host("/proc/sys/kernel/shmmni"),
+        );
+        let out = inside(
+            &rt,
+            &[
+                "--sysctl",
+                "net.core.somaxconn=1234",
+                "--sysctl",
+                "kernel.shmmni=1000",
+            ],
+            "cat /proc/sys/net/core/somaxconn /proc/sys/kernel/shmmni",
+        );
+        let after = (
+            host("/proc/sys/net/core/somaxconn"),
+            host("/proc/sys/kernel/shmmni"),
+        );
+        harness::expect_eq!(out.stdout(), "1234\n1000\n", "the container's own settings");
+        harness::expect_eq!(after, before, "the host's are left as they were");
+        rt.run()
+            .args(["--network", "host", "--sysctl", "net.core.somaxconn=1"])
+            .command(["true"])
+            .output()
+            .expect_refused(&["sysctl", "host"]);
+    }
+
     #[rstest]
     #[case::soft_above_hard(&["--ulimit", "nofile=200:100"], &["ulimit", "soft"])]
     #[case::unknown_ulimit(&["--ulimit", "bogus=1"], &["ulimit", "bogus"])]
@@ -314,6 +346,8 @@ mod m2_limits {
     #[case::tmpfs_relative(&["--tmpfs", "run"], &["tmpfs", "run"])]
     #[case::tmpfs_on_proc(&["--tmpfs", "/proc/x"], &["tmpfs", "/proc/x"])]
     #[case::tmpfs_bad_option(&["--tmpfs", "/run:bogus"], &["tmpfs", "/run:bogus"])]
+    #[case::sysctl_of_the_machine(&["--sysctl", "kernel.panic=1"], &["sysctl", "kernel.panic"])]
+    #[case::sysctl_path(&["--sysctl", "net/../../x=1"], &["sysctl"])]
     fn bad_limits_are_refused_in_one_line_leaving_nothing(
         rt: Runtime,
         #[case] flags: &[&str],
