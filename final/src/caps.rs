@@ -175,7 +175,9 @@ impl Sets {
 
 /// A capability step that did not take.
 #[derive(Debug, thiserror::Error)]
-#[error("{what}: {why}; the container does not start with more than its spec allows")]
+#[error(
+    "{what}: {why}; the container does not start with capabilities other than its spec's (ALL and --privileged mean those the runtime holds)"
+)]
 pub struct CapsError {
     what: String,
     why: String,
