@@ -32,6 +32,26 @@ fn run(rt: &Runtime) -> Run {
         .args(["--network", "none"])
 }
 
+/// `run FLAGS -- true` is refused in one line naming `named`, and leaves
+/// no container (in a data directory of its own: the other tests run
+/// beside it).
+fn refused_leaving_nothing(rt: &Runtime, flags: &[&str], named: &[&str]) {
+    let store = tempfile::tempdir().unwrap();
+    let root = store.path().to_str().unwrap();
+    run(rt)
+        .env("MYRUNTIME_ROOT", root)
+        .args(flags)
+        .command(["true"])
+        .output()
+        .expect_refused(named);
+    let ps = rt
+        .verb("ps")
+        .env("MYRUNTIME_ROOT", root)
+        .args(["-a", "-q"])
+        .output();
+    harness::expect_eq!(ps.stdout(), "", "no container is left");
+}
+
 /// A line of `/proc/self/status` inside, such as `CapEff`.
 fn status(rt: &Runtime, flags: &[&str], field: &str) -> String {
     let out = run(rt)
@@ -211,21 +231,7 @@ mod m1_capabilities {
         #[case] flags: &[&str],
         #[case] named: &[&str],
     ) {
-        // A data directory of its own: the other tests run beside it.
-        let store = tempfile::tempdir().unwrap();
-        let root = store.path().to_str().unwrap();
-        run(&rt)
-            .env("MYRUNTIME_ROOT", root)
-            .args(flags)
-            .command(["true"])
-            .output()
-            .expect_refused(named);
-        let ps = rt
-            .verb("ps")
-            .env("MYRUNTIME_ROOT", root)
-            .args(["-a", "-q"])
-            .output();
-        harness::expect_eq!(ps.stdout(), "", "no container is left");
+        refused_leaving_nothing(&rt, flags, named);
     }
 }
 
@@ -353,19 +359,6 @@ mod m2_limits {
         #[case] flags: &[&str],
         #[case] named: &[&str],
     ) {
-        let store = tempfile::tempdir().unwrap();
-        let root = store.path().to_str().unwrap();
-        run(&rt)
-            .env("MYRUNTIME_ROOT", root)
-            .args(flags)
-            .command(["true"])
-            .output()
-            .expect_refused(named);
-        let ps = rt
-            .verb("ps")
-            .env("MYRUNTIME_ROOT", root)
-            .args(["-a", "-q"])
-            .output();
-        harness::expect_eq!(ps.stdout(), "", "no container is left");
+        refused_leaving_nothing(&rt, flags, named);
     }
 }

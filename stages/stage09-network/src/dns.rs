@@ -340,10 +340,7 @@ fn write_new(path: &Path, text: &str) -> Result<(), Error> {
     let done = std::fs::write(&aside, text).and_then(|()| std::fs::rename(&aside, path));
     done.map_err(|e| {
         let _ = std::fs::remove_file(&aside);
-        crate::refused(crate::networks::NetworkError::Link {
-            name: "dns".into(),
-            why: format!("cannot write {}: {e}", path.display()),
-        })
+        crate::refused(crate::ipam::io("write", path)(e))
     })
 }
 

@@ -120,7 +120,7 @@ impl fmt::Display for Subnet {
 }
 
 /// An I/O error on `path`, as an IPAM error.
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> IpamError {
+pub(crate) fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> IpamError {
     let path = path.display().to_string();
     move |e| IpamError::Io {
         what,

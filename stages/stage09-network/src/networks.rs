@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use stage01_uts::{ContainerId, Error};
 use stage08_lifecycle::state::DirLock;
 
-use crate::ipam::{IpamError, Leases, Subnet};
+use crate::ipam::{IpamError, Leases, Subnet, io};
 
 /// The default network's name, bridge and subnet.
 pub const DEFAULT: &str = "bridge";
@@ -93,17 +93,6 @@ fn dir(root: &Path) -> PathBuf {
     root.join("networks")
 }
 
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> NetworkError {
-    let path = path.display().to_string();
-    move |e| {
-        NetworkError::Ipam(IpamError::Io {
-            what,
-            path,
-            why: e.to_string(),
-        })
-    }
-}
-
 /// The lock every change of networks and their members holds.
 pub fn lock(root: &Path) -> Result<DirLock, Error> {
     let dir = dir(root);
@@ -175,7 +164,7 @@ impl Net {
         std::fs::write(&file, json).map_err(io("write", &file))?;
         std::fs::rename(&aside, &final_dir).map_err(|e| {
             let _ = std::fs::remove_dir_all(&aside);
-            io("make", &final_dir)(e)
+            io("make", &final_dir)(e).into()
         })
     }
 
